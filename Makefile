@@ -1,0 +1,68 @@
+# ledgerq — make verbs. `make run` starts the broker on ./data with no Redis;
+# `make test` runs everything CI runs, with the race detector.
+
+GO      ?= go
+BIN     ?= bin/ledgerq
+DATA    ?= ./data
+ADDR    ?= 127.0.0.1:8080
+PKGS    ?= ./...
+# Fuzz targets run a few seconds each in `make test`.
+FUZZTIME ?= 3s
+
+export CGO_ENABLED := 1
+
+.PHONY: all build run test test-short test-race fuzz lint fmt bench bench-compare deps clean
+
+all: build
+
+# deps: say plainly what is missing instead of failing with a cgo error.
+deps:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "ledgerq: Go is missing. Install Go 1.26 or later: https://go.dev/doc/install"; exit 1; }
+	@command -v gcc >/dev/null 2>&1 || command -v cc >/dev/null 2>&1 || { echo "ledgerq: a C compiler is missing (SQLite is built with cgo). Install it: sudo apt-get install -y gcc   (macOS: xcode-select --install)"; exit 1; }
+
+build: deps
+	$(GO) build -trimpath -o $(BIN) ./cmd/ledgerq
+
+run: build
+	$(BIN) serve --addr $(ADDR) --data $(DATA)
+
+# test: everything CI runs. Tests that need Redis start their own redis-server
+# on a free port; without the binary they fail under CI=true and are skipped
+# (with an install hint) otherwise.
+test: deps
+	@command -v redis-server >/dev/null 2>&1 || echo "ledgerq: redis-server not found; Redis tests will be skipped (CI=true fails them). Install it: sudo apt-get install -y redis-server"
+	$(GO) build -o $(BIN) ./cmd/ledgerq
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz
+
+test-short: deps
+	$(GO) test -short -count=1 $(PKGS)
+
+test-race: test
+
+fuzz: deps
+	@set -e; for f in $$(git grep -l '^func Fuzz' -- '*_test.go'); do \
+		for name in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "fuzz ./$$(dirname $$f) $$name ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$${name}\$$" -fuzztime=$(FUZZTIME) ./$$(dirname $$f); \
+		done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+# bench: Go benchmarks of the event store, commands and projections.
+bench: deps
+	$(GO) test -run='^$$' -bench=. -benchtime=2s -benchmem ./eventstore/ ./commands/ ./projections/
+
+# bench-compare: the side-by-side table of docs/benchmarks.md (a running
+# RabbitMQ and NATS are used when reachable).
+bench-compare: build
+	$(BIN) bench --compare --out docs/benchmarks.md
+
+clean:
+	rm -rf bin
