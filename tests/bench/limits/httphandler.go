@@ -1,0 +1,134 @@
+package limits
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/oklog/ulid/v2"
+)
+
+// maxRequestBytes bounds a publish body the way ledgerq's largest allowed
+// message (1 MiB plus JSON overhead) does.
+const maxRequestBytes = 2 << 20
+
+// publishRequest is the single-publish body of API.md.
+type publishRequest struct {
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"body_encoding,omitempty"`
+	ContentType  string            `json:"content_type,omitempty"`
+	Headers      map[string]string `json:"headers,omitempty"`
+	DelayMS      *int64            `json:"delay_ms,omitempty"`
+	DedupID      string            `json:"dedup_id,omitempty"`
+}
+
+type publishResponse struct {
+	ID       string `json:"id"`
+	Queue    string `json:"queue"`
+	Position int64  `json:"position"`
+}
+
+// httpLimit is the ceiling for "HTTP + JSON + JWT": the request work every
+// ledgerq publish needs before it touches the store, and nothing more.
+type httpLimit struct {
+	secret   []byte
+	parser   *jwt.Parser
+	position atomic.Int64
+}
+
+// NewHTTPHandler returns the limit handler: POST /v1/queues/{queue}/messages
+// verifies the bearer token exactly as ledgerq does (HS256 pinned, exp
+// required, 30 s leeway, scope messages:publish or admin), decodes the
+// publish JSON, and answers 201 {id, queue, position} with a fresh ULID and a
+// counter, without storing anything. GET /readyz answers 200 so callers can
+// wait for it like for ledgerq.
+func NewHTTPHandler(secret []byte) (http.Handler, error) {
+	if len(secret) == 0 {
+		return nil, errors.New("limits: empty JWT secret")
+	}
+	l := &httpLimit{
+		secret: secret,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithExpirationRequired(),
+			jwt.WithLeeway(30*time.Second),
+		),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/queues/{queue}/messages", l.publish)
+	ok := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	}
+	mux.HandleFunc("GET /readyz", ok)
+	mux.HandleFunc("GET /healthz", ok)
+	return mux, nil
+}
+
+func (l *httpLimit) publish(w http.ResponseWriter, r *http.Request) {
+	if err := l.authorize(r, "messages:publish"); err != nil {
+		status := http.StatusUnauthorized
+		code := "unauthorized"
+		if errors.Is(err, errForbidden) {
+			status, code = http.StatusForbidden, "forbidden"
+		} else {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+		}
+		problem(w, status, code, err.Error())
+		return
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		problem(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json")
+		return
+	}
+	var req publishRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		problem(w, http.StatusBadRequest, "invalid_argument", "the body is not a valid publish request")
+		return
+	}
+	pos := l.position.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Ledgerq-Position", strconv.FormatInt(pos, 10))
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(publishResponse{ID: ulid.Make().String(), Queue: r.PathValue("queue"), Position: pos})
+}
+
+var errForbidden = errors.New("the token lacks the scope")
+
+// authorize verifies the bearer token and checks that its scope claim
+// grants want (or admin).
+func (l *httpLimit) authorize(r *http.Request, want string) error {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || raw == "" {
+		return errors.New("missing bearer token")
+	}
+	claims := jwt.MapClaims{}
+	if _, err := l.parser.ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return l.secret, nil }); err != nil {
+		return fmt.Errorf("invalid token: %w", err)
+	}
+	scope, _ := claims["scope"].(string)
+	for _, s := range strings.Fields(scope) {
+		if s == want || s == "admin" {
+			return nil
+		}
+	}
+	return errForbidden
+}
+
+func problem(w http.ResponseWriter, status int, code, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail, "code": code,
+	})
+}
