@@ -1,0 +1,95 @@
+package wmsql
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+)
+
+var _ wsql.BackoffManager = (*BackoffManager)(nil)
+
+// BackoffConfig configures a BackoffManager.
+type BackoffConfig struct {
+	// Wake is signalled after commits that may have added rows to the
+	// topic (the event store's Watch channel). When a poll found nothing,
+	// the subscriber waits for it instead of sleeping a poll interval, so
+	// a new row is picked up within a scheduling delay of its commit.
+	// A signal sent while the subscriber was busy must stay pending (a
+	// buffered channel of capacity 1 with non-blocking sends does that).
+	// Nil: poll every MaxIdleWait.
+	//
+	// WARNING: a channel delivers each signal to one receiver. Give every
+	// subscription its own Wake channel (and so its own BackoffManager);
+	// subscriptions sharing one fall back to MaxIdleWait polling.
+	Wake <-chan struct{}
+	// MaxIdleWait bounds an idle wait: the subscriber polls at least this
+	// often even without a signal (rows written by another process, a
+	// missed signal). It also bounds how long a Subscribe context
+	// cancellation can go unnoticed while idle. Default 1s.
+	MaxIdleWait time.Duration
+	// RetryInterval is the wait after an error other than SQLite busy.
+	// Default 1s.
+	RetryInterval time.Duration
+}
+
+// BackoffManager is a watermill-sql BackoffManager for SQLite. "Database is
+// locked" means another subscriber of the same offsets file holds its lock
+// (the busy timeout has already been waited inside SQLite): retry at once.
+// Other errors wait RetryInterval. An empty poll waits for Wake, at most
+// MaxIdleWait.
+//
+// watermill-sql calls HandleError after the polling transaction has been
+// committed or rolled back, so waiting inside it holds no lock and no
+// snapshot.
+type BackoffManager struct {
+	cfg       BackoffConfig
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// NewBackoffManager returns a BackoffManager with cfg's defaults filled in.
+func NewBackoffManager(cfg BackoffConfig) *BackoffManager {
+	if cfg.MaxIdleWait <= 0 {
+		cfg.MaxIdleWait = time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Second
+	}
+	return &BackoffManager{cfg: cfg, done: make(chan struct{})}
+}
+
+// HandleError decides how long the subscriber waits before its next poll.
+func (b *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool, err error) time.Duration {
+	if err != nil {
+		if IsBusy(err) {
+			logger.Debug("SQLite busy while polling, retrying", watermill.LogFields{"err": err.Error()})
+			return 0
+		}
+		logger.Error("Error polling for messages", err, watermill.LogFields{"wait_time": b.cfg.RetryInterval})
+		return b.cfg.RetryInterval
+	}
+	if !noMsg {
+		return 0
+	}
+	b.waitIdle()
+	return 0
+}
+
+func (b *BackoffManager) waitIdle() {
+	t := time.NewTimer(b.cfg.MaxIdleWait)
+	defer t.Stop()
+	select {
+	case <-b.cfg.Wake:
+	case <-t.C:
+	case <-b.done:
+	}
+}
+
+// Close ends a pending idle wait at once and makes later ones return
+// immediately. Call it before closing the subscriber so Close does not wait
+// up to MaxIdleWait.
+func (b *BackoffManager) Close() {
+	b.closeOnce.Do(func() { close(b.done) })
+}
