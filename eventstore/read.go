@@ -1,0 +1,355 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Reads run on the read-only pool, one short statement per page of
+// readPage events: the page is copied out and the statement finished before
+// the caller's function sees any event, so a slow consumer never holds a
+// read transaction open (which would stop WAL checkpoints from recycling
+// the log) and memory stays bounded by one page, however long the log.
+const readPage = 256
+
+const eventColumns = `position, stream_id, version, type, schema_version, data, metadata, recorded_at, prev_hash, hash`
+
+// Filter selects events for Scan. Zero fields do not filter.
+type Filter struct {
+	// After: only positions greater than After.
+	After int64
+	// Until: only positions up to and including Until; 0 means the head at
+	// the time Scan starts.
+	Until int64
+	// Stream: only this stream.
+	Stream string
+	// Type: only this event type.
+	Type string
+	// Since: only events recorded at or after Since.
+	Since time.Time
+	// Before: only events recorded strictly before Before.
+	Before time.Time
+	// Limit: at most this many events (0: no limit).
+	Limit int
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanEvent(r rowScanner) (Event, error) {
+	var (
+		e          Event
+		data, meta []byte
+		ms         int64
+	)
+	if err := r.Scan(&e.Position, &e.StreamID, &e.Version, &e.Type, &e.SchemaVersion,
+		&data, &meta, &ms, &e.PrevHash, &e.Hash); err != nil {
+		return Event{}, err
+	}
+	if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+		return Event{}, fmt.Errorf("event %d: metadata is not valid JSON: %w", e.Position, err)
+	}
+	e.Data = data
+	e.RecordedAt = time.UnixMilli(ms).UTC()
+	return e, nil
+}
+
+// readErr classifies a failed read: the caller's context, a closed store, or
+// the storage.
+func (s *Store) readErr(ctx context.Context, op string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("eventstore: %s: %w", op, ctxErr)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("eventstore: %s: %w", op, ErrClosed)
+	}
+	return fmt.Errorf("eventstore: %s: %w", op, unavailable("read", err))
+}
+
+// query runs one page query and returns its events.
+func (s *Store) query(ctx context.Context, op, q string, args ...any) ([]Event, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("eventstore: %s: %w", op, ErrClosed)
+	}
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, s.readErr(ctx, op, err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, s.readErr(ctx, op, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.readErr(ctx, op, err)
+	}
+	return out, nil
+}
+
+// Upcast returns e with its data brought to the current schema version by
+// the upcaster registered for its type (e unchanged if there is none). Hash
+// and PrevHash keep describing the stored bytes.
+func (s *Store) Upcast(e Event) (Event, error) {
+	up, ok := s.opts.Upcasters[e.Type]
+	if !ok {
+		return e, nil
+	}
+	v, data, err := up(e.SchemaVersion, e.Data)
+	if err != nil {
+		return Event{}, fmt.Errorf("eventstore: upcast %s v%d at position %d: %w", e.Type, e.SchemaVersion, e.Position, err)
+	}
+	e.SchemaVersion, e.Data = v, data
+	return e, nil
+}
+
+// ReadStream calls fn for each event of a stream after afterVersion, in
+// version order, upcasted, up to the stream's committed version when the
+// call starts. It stops at the first error from fn and returns it as is.
+func (s *Store) ReadStream(ctx context.Context, streamID string, afterVersion int64, fn func(Event) error) error {
+	if streamID == "" {
+		return invalidf("ReadStream: empty stream id")
+	}
+	until := s.StreamVersion(streamID)
+	for afterVersion < until {
+		page, err := s.query(ctx, "read stream",
+			`SELECT `+eventColumns+` FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version LIMIT ?`,
+			streamID, afterVersion, until, readPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if e, err = s.Upcast(e); err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(page) < readPage {
+			return nil
+		}
+		afterVersion = page[len(page)-1].Version
+	}
+	return nil
+}
+
+// ReadAll calls fn for every event after afterPosition, in position order,
+// upcasted, up to the head when the call starts: the replay iterator. Memory
+// use does not grow with the log. It stops at the first error from fn and
+// returns it as is.
+func (s *Store) ReadAll(ctx context.Context, afterPosition int64, fn func(Event) error) error {
+	return s.scan(ctx, Filter{After: afterPosition}, true, fn)
+}
+
+// Scan calls fn for each event matching f, in position order, with the data
+// exactly as stored (no upcasting: what the hash chain covers, for audit;
+// see Upcast). It stops at the first error from fn and returns it as is.
+//
+// Time bounds are turned into a position range: recorded_at never decreases
+// with position.
+func (s *Store) Scan(ctx context.Context, f Filter, fn func(Event) error) error {
+	return s.scan(ctx, f, false, fn)
+}
+
+func (s *Store) scan(ctx context.Context, f Filter, upcast bool, fn func(Event) error) error {
+	if f.After < 0 || f.Until < 0 || f.Limit < 0 {
+		return invalidf("Scan: After, Until and Limit must not be negative")
+	}
+	lo, hi := f.After, f.Until
+	if hi == 0 {
+		hi = s.Head()
+	}
+	if !f.Since.IsZero() {
+		// Events at or after Since come after the last one recorded before it.
+		p, err := s.positionAtMS(ctx, ceilMS(f.Since)-1)
+		if err != nil {
+			return err
+		}
+		lo = max(lo, p)
+	}
+	if !f.Before.IsZero() {
+		p, err := s.positionAtMS(ctx, ceilMS(f.Before)-1)
+		if err != nil {
+			return err
+		}
+		hi = min(hi, p)
+	}
+
+	if f.Stream != "" {
+		return s.scanStream(ctx, f, lo, hi, upcast, fn)
+	}
+	q := `SELECT ` + eventColumns + ` FROM events WHERE position > ? AND position <= ?`
+	var extra []any
+	if f.Type != "" {
+		q += ` AND type = ?`
+		extra = append(extra, f.Type)
+	}
+	q += ` ORDER BY position LIMIT ?`
+	return s.pages(f.Limit, upcast, fn, func(n int) ([]Event, error) {
+		if lo >= hi {
+			return nil, nil
+		}
+		page, err := s.query(ctx, "scan", q, append(append([]any{lo, hi}, extra...), n)...)
+		if len(page) > 0 {
+			lo = page[len(page)-1].Position
+		}
+		return page, err
+	})
+}
+
+// scanStream serves a Scan with a stream filter through the UNIQUE
+// (stream_id, version) index: it finds the first version after the position
+// range starts by binary search (positions grow with versions), then pages
+// by version.
+func (s *Store) scanStream(ctx context.Context, f Filter, lo, hi int64, upcast bool, fn func(Event) error) error {
+	if lo >= hi {
+		return nil
+	}
+	after, err := s.firstVersionAfter(ctx, f.Stream, lo)
+	if err != nil {
+		return err
+	}
+	after-- // page queries ask for versions greater than after
+	q := `SELECT ` + eventColumns + ` FROM events WHERE stream_id = ? AND version > ? AND position <= ?`
+	extra := []any{}
+	if f.Type != "" {
+		q += ` AND type = ?`
+		extra = append(extra, f.Type)
+	}
+	q += ` ORDER BY version LIMIT ?`
+	return s.pages(f.Limit, upcast, fn, func(n int) ([]Event, error) {
+		page, err := s.query(ctx, "scan", q, append(append([]any{f.Stream, after, hi}, extra...), n)...)
+		if len(page) > 0 {
+			after = page[len(page)-1].Version
+		}
+		return page, err
+	})
+}
+
+// firstVersionAfter returns the lowest version of stream whose position is
+// greater than pos (the stream's version + 1 if there is none), in
+// O(log versions) index lookups.
+func (s *Store) firstVersionAfter(ctx context.Context, stream string, pos int64) (int64, error) {
+	lo, hi := int64(1), s.StreamVersion(stream)+1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		var p int64
+		// The nearest existing version at or above mid: a hole (which only
+		// tampering can make) must not derail the search.
+		err := s.rdb.QueryRowContext(ctx, `SELECT COALESCE((SELECT position FROM events
+			WHERE stream_id = ? AND version >= ? ORDER BY version LIMIT 1), 9223372036854775807)`, stream, mid).Scan(&p)
+		if err != nil {
+			return 0, s.readErr(ctx, "scan", err)
+		}
+		if p > pos {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
+}
+
+// pages feeds fn from next, one page at a time, until a short page, the
+// limit, or an error.
+func (s *Store) pages(limit int, upcast bool, fn func(Event) error, next func(n int) ([]Event, error)) error {
+	left := limit
+	for {
+		n := readPage
+		if limit > 0 {
+			if left == 0 {
+				return nil
+			}
+			n = min(n, left)
+		}
+		page, err := next(n)
+		if err != nil {
+			return err
+		}
+		for _, e := range page {
+			if upcast {
+				if e, err = s.Upcast(e); err != nil {
+					return err
+				}
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		left -= len(page)
+		if len(page) < n {
+			return nil
+		}
+	}
+}
+
+// ReadPositions returns the events at the given positions, in position
+// order, with the data as stored. Positions that do not exist are left out.
+func (s *Store) ReadPositions(ctx context.Context, positions []int64) ([]Event, error) {
+	ps := slices.Clone(positions)
+	slices.Sort(ps)
+	ps = slices.Compact(ps)
+	ps = slices.DeleteFunc(ps, func(p int64) bool { return p < 1 })
+	const chunk = 500 // well below SQLite's bound-parameter limit
+	out := make([]Event, 0, len(ps))
+	for c := range slices.Chunk(ps, chunk) {
+		args := make([]any, len(c))
+		for i, p := range c {
+			args[i] = p
+		}
+		q := `SELECT ` + eventColumns + ` FROM events WHERE position IN (?` +
+			strings.Repeat(`, ?`, len(c)-1) + `) ORDER BY position`
+		page, err := s.query(ctx, "read positions", q, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+	}
+	return out, nil
+}
+
+// PositionAt returns the last position recorded at or before t (0 if the
+// log has nothing that old): the log's state "as of t" is the prefix up to
+// that position.
+func (s *Store) PositionAt(ctx context.Context, t time.Time) (int64, error) {
+	return s.positionAtMS(ctx, floorMS(t))
+}
+
+func (s *Store) positionAtMS(ctx context.Context, ms int64) (int64, error) {
+	if s.closed.Load() {
+		return 0, fmt.Errorf("eventstore: position at: %w", ErrClosed)
+	}
+	var pos int64
+	err := s.rdb.QueryRowContext(ctx,
+		`SELECT COALESCE((SELECT position FROM events WHERE recorded_at <= ? ORDER BY recorded_at DESC, position DESC LIMIT 1), 0)`,
+		ms).Scan(&pos)
+	if err != nil {
+		return 0, s.readErr(ctx, "position at", err)
+	}
+	return pos, nil
+}
+
+// floorMS and ceilMS convert t to Unix milliseconds, rounding down or up
+// (UnixMilli truncates toward zero).
+func floorMS(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).After(t) {
+		ms--
+	}
+	return ms
+}
+
+func ceilMS(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if time.UnixMilli(ms).Before(t) {
+		ms++
+	}
+	return ms
+}

@@ -1,0 +1,277 @@
+package eventstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Store is the event log in one SQLite file. It is safe for concurrent use.
+// Writes go through one writer goroutine that group-commits queued append
+// requests on the single writer connection; reads use a separate read-only
+// pool and never wait for the writer.
+type Store struct {
+	path string
+	opts Options
+	log  logrus.FieldLogger
+	lock *fileLock
+
+	wdb    *sql.DB   // the writer connection; used only by the writer goroutine after Open
+	rdb    *sql.DB   // read-only pool
+	insert *sql.Stmt // prepared on wdb
+
+	// Committed state, changed only by the writer goroutine, under mu, after
+	// a COMMIT succeeded. The writer reads it without the lock.
+	mu       sync.RWMutex
+	head     int64
+	headHash string
+	headMS   int64
+	streams  map[string]int64
+
+	// The append queue. Submit never waits for I/O: it appends here.
+	qmu        sync.Mutex
+	queue      []*Pending
+	closing    bool
+	wake       chan struct{} // cap 1: "the queue may be non-empty"
+	writerDone chan struct{}
+
+	watchMu  sync.Mutex
+	watchers map[chan struct{}]struct{}
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeErr  error
+
+	stats struct {
+		commits, requests, events, conflicts, failedCommits atomic.Int64
+	}
+}
+
+// Open opens (creating if needed) the store in the SQLite file at path,
+// loads the stream heads and the head position and hash into memory, and
+// starts the writer. Only one Store may have a file open at a time; a second
+// Open of the same file, in this or another process, fails with an error
+// wrapping ErrUnavailable.
+func Open(path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, invalidf("empty path")
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+
+	lock, err := lockFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: open: %w", unavailable("lock", err))
+	}
+	s := &Store{
+		path:       path,
+		opts:       opts,
+		log:        opts.Logger,
+		lock:       lock,
+		streams:    make(map[string]int64),
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		watchers:   make(map[chan struct{}]struct{}),
+	}
+	if err := s.open(); err != nil {
+		s.closeHandles()
+		return nil, fmt.Errorf("eventstore: open %s: %w", path, err)
+	}
+	go s.runWriter()
+	return s, nil
+}
+
+func (s *Store) open() error {
+	ctx := context.Background()
+	var err error
+	if s.wdb, err = openWriter(s.path, s.opts.BusyTimeout); err != nil {
+		return unavailable("writer", err)
+	}
+	if err := initSchema(ctx, s.wdb); err != nil {
+		if errors.Is(err, ErrInvalid) {
+			return err
+		}
+		return unavailable("schema", err)
+	}
+	// The read pool opens read-only, so it can only be opened once the file
+	// and its schema exist.
+	if s.rdb, err = openReader(s.path, s.opts.ReadConns, s.opts.BusyTimeout); err != nil {
+		return unavailable("reader", err)
+	}
+	s.insert, err = s.wdb.PrepareContext(ctx, `INSERT INTO events
+		(position, stream_id, version, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return unavailable("prepare insert", err)
+	}
+	if err := s.loadHeads(ctx); err != nil {
+		return unavailable("load heads", err)
+	}
+	return nil
+}
+
+// loadHeads reads the head event and every stream's version from the file.
+// It runs at Open and after the writer found the file changed behind its
+// back; the writer goroutine is not running or is the caller.
+func (s *Store) loadHeads(ctx context.Context) error {
+	var (
+		head, headMS int64
+		headHash     = GenesisHash
+	)
+	err := s.wdb.QueryRowContext(ctx,
+		`SELECT position, hash, recorded_at FROM events ORDER BY position DESC LIMIT 1`).
+		Scan(&head, &headHash, &headMS)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	rows, err := s.wdb.QueryContext(ctx, `SELECT stream_id, MAX(version) FROM events GROUP BY stream_id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	streams := make(map[string]int64)
+	for rows.Next() {
+		var id string
+		var v int64
+		if err := rows.Scan(&id, &v); err != nil {
+			return err
+		}
+		streams[id] = v
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.head, s.headHash, s.headMS, s.streams = head, headHash, headMS, streams
+	s.mu.Unlock()
+	return nil
+}
+
+// Close stops accepting appends, lets the writer commit every request
+// already queued, then closes the file. Requests submitted after Close began
+// fail with ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.qmu.Lock()
+		s.closing = true
+		s.qmu.Unlock()
+		s.signalWriter()
+		<-s.writerDone
+		s.closed.Store(true)
+		if err := s.closeHandles(); err != nil {
+			s.closeErr = fmt.Errorf("eventstore: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeHandles() error {
+	var errs []error
+	if s.insert != nil {
+		errs = append(errs, s.insert.Close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.release())
+	}
+	return errors.Join(errs...)
+}
+
+// Path is the file the store was opened on, as given to Open.
+func (s *Store) Path() string { return s.path }
+
+// Head is the position of the last committed event (0 for an empty log).
+func (s *Store) Head() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.head
+}
+
+// HeadHash is the hash of the last committed event (GenesisHash for an
+// empty log). Recording it elsewhere lets a later Verify prove that nothing
+// up to that point was changed, truncation included.
+func (s *Store) HeadHash() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.headHash
+}
+
+// StreamVersion is the committed version of a stream (0 if it has none).
+func (s *Store) StreamVersion(streamID string) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.streams[streamID]
+}
+
+// Watch returns a channel that receives a signal after every commit, and a
+// function that stops the signals. The channel has capacity 1, so a slow
+// watcher sees one signal for any number of commits it missed: after a
+// signal, read up to Head(). The channel is never closed.
+func (s *Store) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.watchMu.Lock()
+	s.watchers[ch] = struct{}{}
+	s.watchMu.Unlock()
+	return ch, sync.OnceFunc(func() {
+		s.watchMu.Lock()
+		delete(s.watchers, ch)
+		s.watchMu.Unlock()
+	})
+}
+
+func (s *Store) notifyWatchers() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for ch := range s.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Stats are counters of the writer since Open.
+type Stats struct {
+	// Head is the last committed position.
+	Head int64
+	// Streams is the number of streams with at least one event.
+	Streams int
+	// Commits counts transactions committed: one WAL fsync each.
+	Commits int64
+	// Requests and Events count committed append requests and their events.
+	Requests, Events int64
+	// Conflicts counts requests refused with a ConflictError.
+	Conflicts int64
+	// FailedCommits counts batches that failed as a whole (ErrUnavailable).
+	FailedCommits int64
+	// Queued is the number of requests waiting for the writer.
+	Queued int
+}
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	st := Stats{Head: s.head, Streams: len(s.streams)}
+	s.mu.RUnlock()
+	s.qmu.Lock()
+	st.Queued = len(s.queue)
+	s.qmu.Unlock()
+	st.Commits = s.stats.commits.Load()
+	st.Requests = s.stats.requests.Load()
+	st.Events = s.stats.events.Load()
+	st.Conflicts = s.stats.conflicts.Load()
+	st.FailedCommits = s.stats.failedCommits.Load()
+	return st
+}

@@ -1,0 +1,293 @@
+package eventstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+// The writer goroutine: group commit.
+//
+// Durability costs one fsync per transaction (synchronous=FULL), and an
+// fsync takes about as long as hundreds of inserts, so the writer applies
+// every request that queued up while the previous commit was syncing in one
+// transaction: BEGIN IMMEDIATE, then per request a check of its expected
+// versions against the in-memory stream heads and its INSERTs, then one
+// COMMIT, then the answers. Nothing waits to fill a batch: under light load
+// a batch holds one request and costs exactly what a plain transaction
+// would.
+//
+// A request that fails (a version conflict) must not take the batch down
+// with it, so its inserts run inside a SAVEPOINT that is rolled back on
+// failure. A request with a single event issues a single INSERT, which
+// SQLite already undoes on its own when it fails, so it skips the SAVEPOINT
+// and its two extra statements.
+//
+// The stream heads, head position and head hash live in memory: reading
+// MAX(version) per append would cost a query per request inside the write
+// lock. The UNIQUE (stream_id, version) index remains the safety net: if it
+// ever refuses a row, the request fails with a ConflictError and the head
+// of that stream is re-read.
+
+func (s *Store) runWriter() {
+	defer close(s.writerDone)
+	for {
+		batch, stop := s.nextBatch()
+		if len(batch) > 0 {
+			s.commitBatch(batch)
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// nextBatch waits for queued requests and takes up to MaxBatch of them. stop
+// is true once the store is closing and the queue is drained.
+func (s *Store) nextBatch() (batch []*Pending, stop bool) {
+	for {
+		s.qmu.Lock()
+		if n := len(s.queue); n > 0 {
+			if n <= s.opts.MaxBatch {
+				batch, s.queue = s.queue, nil
+			} else {
+				batch = s.queue[:s.opts.MaxBatch:s.opts.MaxBatch]
+				s.queue = s.queue[s.opts.MaxBatch:]
+			}
+			s.qmu.Unlock()
+			return batch, false
+		}
+		closing := s.closing
+		s.qmu.Unlock()
+		if closing {
+			return nil, true
+		}
+		<-s.wake
+	}
+}
+
+// batchState is the head of the log as the batch being built sees it: the
+// committed state plus the requests applied so far in this transaction.
+type batchState struct {
+	s        *Store
+	pos      int64
+	hash     string
+	lastMS   int64
+	versions map[string]int64 // streams changed in this batch
+	hasher   *chainHasher
+}
+
+type batchMark struct {
+	pos    int64
+	hash   string
+	lastMS int64
+}
+
+func (b *batchState) version(stream string) int64 {
+	if v, ok := b.versions[stream]; ok {
+		return v
+	}
+	return b.s.streams[stream] // only the writer goroutine writes this map
+}
+
+func (b *batchState) mark() batchMark { return batchMark{b.pos, b.hash, b.lastMS} }
+
+func (b *batchState) restore(m batchMark) { b.pos, b.hash, b.lastMS = m.pos, m.hash, m.lastMS }
+
+// batchError is a failure of the whole transaction.
+type batchError struct {
+	err    error
+	resync bool // the file changed behind the store's back: reload the heads
+}
+
+func (e *batchError) Error() string { return e.err.Error() }
+func (e *batchError) Unwrap() error { return e.err }
+
+func (s *Store) commitBatch(batch []*Pending) {
+	ctx := context.Background() // a batch serves many callers; none may cancel it
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		s.failBatch(batch, &batchError{err: unavailable("begin", err)})
+		return
+	}
+	stmt := tx.StmtContext(ctx, s.insert)
+	b := batchState{
+		s:        s,
+		pos:      s.head,
+		hash:     s.headHash,
+		lastMS:   s.headMS,
+		versions: make(map[string]int64),
+		hasher:   newChainHasher(),
+	}
+	applied := 0
+	for _, p := range batch {
+		res, err := s.apply(ctx, tx, stmt, &b, &p.req)
+		var be *batchError
+		if errors.As(err, &be) {
+			_ = tx.Rollback() // the transaction may already be gone; the error that matters is be
+			s.failBatch(batch, be)
+			return
+		}
+		p.res, p.err = res, err
+		if err == nil {
+			applied++
+		}
+	}
+	if applied == 0 {
+		// Every request conflicted: nothing to make durable.
+		_ = tx.Rollback()
+	} else if err := tx.Commit(); err != nil {
+		s.failBatch(batch, &batchError{err: unavailable("commit", err)})
+		return
+	}
+
+	s.mu.Lock()
+	s.head, s.headHash, s.headMS = b.pos, b.hash, b.lastMS
+	for id, v := range b.versions {
+		s.streams[id] = v
+	}
+	s.mu.Unlock()
+
+	var events int64
+	for _, p := range batch {
+		if p.err == nil {
+			events += int64(len(p.res.Events))
+		} else {
+			s.stats.conflicts.Add(1)
+		}
+	}
+	if applied > 0 {
+		s.stats.commits.Add(1)
+		s.stats.requests.Add(int64(applied))
+		s.stats.events.Add(events)
+		// Watchers hear of the commit before any appender returns, so a
+		// caller that appended and then checks its watch channel sees it.
+		s.notifyWatchers()
+	}
+	for _, p := range batch {
+		p.finish(p.res, p.err)
+	}
+}
+
+// failBatch answers every request of a failed transaction with the same
+// error. The committed in-memory state was never touched, so it still
+// matches the file; positions handed out in the batch are handed out again.
+func (s *Store) failBatch(batch []*Pending, be *batchError) {
+	s.stats.failedCommits.Add(1)
+	s.log.WithError(be.err).WithField("requests", len(batch)).Error("eventstore: group commit failed")
+	if be.resync {
+		if err := s.loadHeads(context.Background()); err != nil {
+			s.log.WithError(err).Error("eventstore: reloading stream heads failed")
+		}
+	}
+	for _, p := range batch {
+		p.finish(AppendResult{}, be.err)
+	}
+}
+
+// apply checks one request against the heads and inserts its events. It
+// returns a *ConflictError for a request-level failure (the batch goes on)
+// or a *batchError when the transaction cannot continue.
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, b *batchState, r *preparedRequest) (AppendResult, error) {
+	for _, st := range r.streams {
+		if cur := b.version(st.StreamID); st.ExpectedVersion != AnyVersion && st.ExpectedVersion != cur {
+			return AppendResult{}, &ConflictError{StreamID: st.StreamID, ExpectedVersion: st.ExpectedVersion, ActualVersion: cur}
+		}
+	}
+
+	m := b.mark()
+	savepoint := r.events > 1
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
+			return AppendResult{}, &batchError{err: unavailable("savepoint", err)}
+		}
+	}
+	// The store's clock, clamped so recorded_at never decreases with
+	// position even when the wall clock steps back.
+	ms := max(s.opts.Now().UnixMilli(), b.lastMS)
+	recordedAt := time.UnixMilli(ms).UTC()
+	res := AppendResult{Events: make([]Event, 0, r.events)}
+	newVersions := make([]int64, len(r.streams))
+	for i, st := range r.streams {
+		v := b.version(st.StreamID)
+		for _, ev := range st.Events {
+			v++
+			pos := b.pos + 1
+			hash, ok := b.hasher.sum(hashInput{
+				prevHash:      b.hash,
+				position:      pos,
+				streamID:      st.StreamID,
+				version:       v,
+				eventType:     ev.Type,
+				schemaVersion: int64(ev.SchemaVersion),
+				data:          ev.Data,
+				metadata:      r.metadataJSON,
+				recordedAtMS:  ms,
+			})
+			if !ok {
+				// Only a head row edited in the file gets here; chaining onto
+				// it would make the damage permanent.
+				return AppendResult{}, &batchError{err: unavailable("hash", errors.New("the head event's hash in the file is not a SHA-256 hex digest; run Verify"))}
+			}
+			_, err := stmt.ExecContext(ctx, pos, st.StreamID, v, ev.Type, ev.SchemaVersion,
+				string(ev.Data), string(r.metadataJSON), ms, b.hash, hash)
+			if err != nil {
+				return AppendResult{}, s.insertFailed(ctx, tx, b, m, savepoint, st, err)
+			}
+			res.Events = append(res.Events, Event{
+				Position:      pos,
+				StreamID:      st.StreamID,
+				Version:       v,
+				Type:          ev.Type,
+				SchemaVersion: ev.SchemaVersion,
+				Data:          ev.Data,
+				Metadata:      r.metadata,
+				RecordedAt:    recordedAt,
+				Hash:          hash,
+				PrevHash:      b.hash,
+			})
+			b.pos, b.hash = pos, hash
+		}
+		newVersions[i] = v
+	}
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, "RELEASE req"); err != nil {
+			return AppendResult{}, &batchError{err: unavailable("release savepoint", err)}
+		}
+	}
+	for i, st := range r.streams {
+		b.versions[st.StreamID] = newVersions[i]
+	}
+	b.lastMS = ms
+	return res, nil
+}
+
+// insertFailed undoes a request whose INSERT failed and classifies the
+// failure.
+func (s *Store) insertFailed(ctx context.Context, tx *sql.Tx, b *batchState, m batchMark, savepoint bool, st StreamAppend, err error) error {
+	if !isVersionConflict(err) {
+		// SQLITE_FULL, SQLITE_IOERR and the like may have rolled back the
+		// whole transaction already; only failing the batch is safe.
+		return &batchError{err: unavailable("insert", err), resync: isPositionCollision(err)}
+	}
+	if savepoint {
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO req"); rerr != nil {
+			return &batchError{err: unavailable("rollback to savepoint", rerr)}
+		}
+		if _, rerr := tx.ExecContext(ctx, "RELEASE req"); rerr != nil {
+			return &batchError{err: unavailable("release savepoint", rerr)}
+		}
+	}
+	b.restore(m)
+	// The in-memory head of this stream was behind the file (someone wrote
+	// it behind our back). Take the file's word for it from now on.
+	var actual int64
+	if qerr := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, st.StreamID).Scan(&actual); qerr != nil {
+		return &batchError{err: unavailable("read stream head", qerr)}
+	}
+	b.versions[st.StreamID] = actual
+	s.log.WithField("stream", st.StreamID).WithField("version", actual).
+		Warn("eventstore: stream head in memory was stale; the unique index refused the append")
+	return &ConflictError{StreamID: st.StreamID, ExpectedVersion: st.ExpectedVersion, ActualVersion: actual}
+}
