@@ -1,0 +1,422 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ledgerq/ledgerq/tests/bench/limits"
+)
+
+// compare runs every phase with its anchors, alternating anchor and ledgerq
+// runs, and returns the evaluated table.
+func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
+	rep := &benchReport{Command: s.cfg.commandLine, StartedAt: s.started, Host: benchHost()}
+	q := s.cfg.queues
+	pubQ, batchQ, recvQ, mixQ := benchNames("bench-pub-", q), benchNames("bench-batch-", q), benchNames("bench-recv-", q), benchNames("bench-mixed-", q)
+	if err := s.lq.ensureQueues(ctx, slices.Concat(pubQ, batchQ, recvQ, mixQ, []string{"bench-mem", "bench-mem-warmup"})); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
+	rep.Rows = append(rep.Rows, s.memoryRow(ctx))
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	pubRows, pubRate, err := s.comparePublish(ctx, pubQ)
+	if err != nil {
+		return nil, err
+	}
+	rep.Rows = append(rep.Rows, pubRows...)
+	if pubRate <= 0 {
+		return nil, errors.New("bench: single publish measured nothing; see the errors above")
+	}
+	rate := s.cfg.rate
+	if rate == 0 {
+		rate = pubRate / 2
+	}
+
+	batchRows, err := s.compareBatch(ctx, batchQ)
+	if err != nil {
+		return nil, err
+	}
+	rep.Rows = append(rep.Rows, batchRows...)
+
+	var recv []float64
+	var recvErrs int64
+	for range s.cfg.runs {
+		s.fill(ctx, "receive-fill", recvQ, s.prefill(pubRate))
+		r := s.receiveRun(ctx, recvQ)
+		recv, recvErrs = append(recv, r.Rate), recvErrs+r.Errors
+	}
+	rep.Rows = append(rep.Rows, benchRow{
+		Name: "Receive 10 + ack over HTTP", Anchor: "single-publish rate (this run)",
+		Limit: s.ratesOf("publish", "ledgerq"), LimitUnit: "msg/s", Ledgerq: recv, Unit: "msg/s",
+		Op: ">=", Target: 1, Errors: recvErrs,
+	})
+
+	mp, mr := s.mixedRun(ctx, mixQ)
+	rep.Rows = append(rep.Rows, benchRow{
+		Name:    fmt.Sprintf("Mixed load: %d publishers + %d receivers (receive rate)", max(1, s.cfg.conns/2), max(1, s.cfg.conns/2)),
+		Ledgerq: []float64{mr.Rate}, Unit: "msg/s", Errors: mp.Errors + mr.Errors,
+		Note: fmt.Sprintf("publishing %s msg/s (p99 %s) while receiving %s msg/s (p99 %s per receive + ack).",
+			human(mp.Rate), msText(mp.P99), human(mr.Rate), msText(mr.P99)),
+	})
+
+	fr := s.fixedRun(ctx, pubQ, rate)
+	rep.Rows = append(rep.Rows, benchRow{
+		Name:    fmt.Sprintf("Single publish at a fixed %s msg/s (50 %% load): p99", human(rate)),
+		Ledgerq: []float64{fr.P99}, Unit: "ms", Errors: fr.Errors,
+		Note: fmt.Sprintf("open loop, latency from each request's due time: p50 %s, p99 %s, p99.9 %s, max %s; %s msg/s achieved.",
+			msText(fr.P50), msText(fr.P99), msText(fr.P999), msText(fr.Max), human(fr.Rate)),
+	})
+
+	rep.Rows = append(rep.Rows, s.sseRow(ctx, rate))
+	rep.Rows = append(rep.Rows, s.readSideRows(ctx, rate)...)
+	rep.Rows = append(rep.Rows, s.startupRows(ctx, batchQ)...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rep.Runs = s.runs
+	rep.Took = time.Since(s.started)
+	rep.evaluate()
+	return rep, nil
+}
+
+// ratesOf collects the rates of the recorded runs of one phase and target.
+func (s *benchSession) ratesOf(phase, target string) []float64 {
+	var out []float64
+	for _, r := range s.runs {
+		if r.Phase == phase && r.Target == target && r.Seconds > 0 {
+			out = append(out, r.Rate)
+		}
+	}
+	return out
+}
+
+// comparePublish alternates the HTTP handler limit, fdatasync, RabbitMQ and
+// ledgerq's single publish.
+func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]benchRow, float64, error) {
+	lim, err := startLimitHTTP(ctx, s.exe, s.secret, filepath.Join(s.dir, "limit-http.log"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("bench: %w", err)
+	}
+	defer lim.stop()
+	limT := newBenchTarget(lim.url, s.token, s.cfg.conns)
+	defer limT.close()
+	rabbitErr := peerReachable(s.cfg.rabbitURL)
+	if rabbitErr != nil {
+		s.logf("RabbitMQ skipped: %v", rabbitErr)
+	}
+	var httpL, httpP99, syncs, rabbit, pub, pubP99 []float64
+	var pubErrs, rabbitErrs int64
+	for range s.cfg.runs {
+		l := s.publishRun(ctx, limT, "limit:http+json+jwt", queues)
+		httpL, httpP99 = append(httpL, l.Rate), append(httpP99, l.P99)
+
+		f, err := limits.Fdatasync(ctx, s.dir, s.cfg.duration)
+		if err != nil {
+			return nil, 0, fmt.Errorf("bench: %w", err)
+		}
+		syncs = append(syncs, s.record(limitRun("fdatasync", "limit:fdatasync", "syncs/s", f)).Rate)
+
+		if rabbitErr == nil {
+			r, err := benchRabbitMQ(ctx, s.cfg.rabbitURL, s.phase("publish", "rabbitmq", "msg/s"), []byte(limits.Body(s.cfg.bodyBytes)))
+			if err != nil {
+				rabbitErr = err
+				s.logf("RabbitMQ skipped: %v", err)
+			} else {
+				s.record(r)
+				rabbit, rabbitErrs = append(rabbit, r.Rate), rabbitErrs+r.Errors
+			}
+		}
+
+		p := s.publishRun(ctx, s.lq, "ledgerq", queues)
+		pub, pubP99, pubErrs = append(pub, p.Rate), append(pubP99, p.P99), pubErrs+p.Errors
+		if ctx.Err() != nil {
+			return nil, 0, ctx.Err()
+		}
+	}
+	conns := strconv.Itoa(s.cfg.conns)
+	rows := []benchRow{
+		{Name: "Durable single publish over HTTP (JWT, 201 after commit), " + conns + " connections",
+			Anchor: "L: HTTP+JSON+JWT handler", Limit: httpL, LimitUnit: "req/s", Ledgerq: pub, Unit: "msg/s",
+			Op: ">=", Target: 0.40, Errors: pubErrs},
+		{Name: "Single publish p99 latency", Anchor: "L's p99", Limit: httpP99, LimitUnit: "ms", Ledgerq: pubP99, Unit: "ms",
+			Op: "<=", Target: 1.5, Errors: pubErrs},
+		{Name: "Group commit at work: single-publish rate", Anchor: "fdatasync rate of the data directory",
+			Limit: syncs, LimitUnit: "syncs/s", Ledgerq: pub, Unit: "msg/s", Op: ">=", Target: 3, Errors: pubErrs},
+		{Name: "Single publish vs RabbitMQ, " + conns + " publishers", Anchor: "RabbitMQ: durable queue, persistent, confirms",
+			Limit: rabbit, LimitUnit: "msg/s", Ledgerq: pub, Unit: "msg/s", Op: ">=", Target: 1, Errors: pubErrs + rabbitErrs},
+	}
+	if rabbitErr != nil {
+		rows[3].Skip = "RabbitMQ not reachable (" + rabbitErr.Error() + ")"
+	}
+	return rows, mean(pub), nil
+}
+
+// limitRun turns a limit's result into a run.
+func limitRun(phase, target, unit string, r limits.Result) benchRun {
+	return benchRun{Phase: phase, Target: target, Unit: unit, Ops: r.Ops, Seconds: r.Elapsed.Seconds(), Rate: r.Rate()}
+}
+
+// compareBatch alternates raw SQLite inserts, JetStream and ledgerq's batch
+// publish.
+func (s *benchSession) compareBatch(ctx context.Context, queues []string) ([]benchRow, error) {
+	natsErr := peerReachable(s.cfg.natsURL)
+	if natsErr != nil {
+		s.logf("NATS JetStream skipped: %v", natsErr)
+	}
+	var sqlite, js, batch []float64
+	var batchErrs, jsErrs int64
+	for range s.cfg.runs {
+		r, err := limits.SQLiteInsert(ctx, limits.SQLiteConfig{Dir: s.dir, Streams: len(queues), Batch: s.cfg.publishBatch,
+			Duration: s.cfg.duration, BodyBytes: s.cfg.bodyBytes})
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		sqlite = append(sqlite, s.record(limitRun("batch", "limit:sqlite-insert", "rows/s", r)).Rate)
+
+		if natsErr == nil {
+			r, err := benchJetStream(ctx, s.cfg.natsURL, s.phase("batch", "jetstream", "msg/s"), s.cfg.publishBatch, []byte(limits.Body(s.cfg.bodyBytes)))
+			if err != nil {
+				natsErr = err
+				s.logf("NATS JetStream skipped: %v", err)
+			} else {
+				s.record(r)
+				js, jsErrs = append(js, r.Rate), jsErrs+r.Errors
+			}
+		}
+
+		b := s.batchRun(ctx, "batch", queues, s.cfg.duration, nil)
+		batch, batchErrs = append(batch, b.Rate), batchErrs+b.Errors
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	rows := []benchRow{
+		{Name: "Batch publish, 100 per request", Anchor: "L: raw SQLite insert, same batch and stream mix",
+			Limit: sqlite, LimitUnit: "rows/s", Ledgerq: batch, Unit: "msg/s", Op: ">=", Target: 0.5, Errors: batchErrs},
+		{Name: "Batch publish vs NATS JetStream", Anchor: "JetStream: file storage, async publish, 100 in flight per publisher",
+			Limit: js, LimitUnit: "msg/s", Ledgerq: batch, Unit: "msg/s", Op: ">=", Target: 1, Errors: batchErrs + jsErrs},
+	}
+	if natsErr != nil {
+		rows[1].Skip = "NATS not reachable (" + natsErr.Error() + ")"
+	}
+	return rows, nil
+}
+
+// memoryRow measures the server's RSS before and after publishing
+// memoryMessages ready messages.
+func (s *benchSession) memoryRow(ctx context.Context) benchRow {
+	n := s.cfg.memoryMessages
+	row := benchRow{Name: fmt.Sprintf("Resident memory per ready message (%s messages, bodies excluded)", human(float64(n))),
+		Unit: "B", Op: "<=", Target: 256}
+	if s.server == nil {
+		row.Skip = "needs a server the bench starts (no --url)"
+		return row
+	}
+	if n <= 0 {
+		row.Skip = "--memory-messages 0"
+		return row
+	}
+	// Warm the server's pools and connections first, on another queue.
+	s.fill(ctx, "memory-warmup", []string{"bench-mem-warmup"}, int64(s.cfg.conns*s.cfg.publishBatch))
+	time.Sleep(500 * time.Millisecond)
+	before, err := s.server.rss()
+	if err != nil {
+		row.Skip = err.Error()
+		return row
+	}
+	fill := s.fill(ctx, "memory-fill", []string{"bench-mem"}, n)
+	ready, err := s.lq.queueReady(ctx, "bench-mem", s.lq.maxPos.Load())
+	if err != nil {
+		row.Skip = "reading the queue's ready count: " + err.Error()
+		return row
+	}
+	time.Sleep(time.Second)
+	after, err := s.server.rss()
+	if err != nil || ready <= 0 {
+		row.Skip = fmt.Sprintf("no ready messages to divide by (ready %d, %v)", ready, err)
+		return row
+	}
+	perMsg := float64(after-before) / float64(ready)
+	run := benchRun{Phase: "memory", Target: "ledgerq", Unit: "B/msg", Ops: ready, Rate: perMsg - float64(s.cfg.bodyBytes)}
+	run.extra("rss_before_bytes", float64(before))
+	run.extra("rss_after_bytes", float64(after))
+	run.extra("ready_messages", float64(ready))
+	s.record(run)
+	row.Ledgerq = []float64{perMsg - float64(s.cfg.bodyBytes)}
+	row.Errors = fill.Errors
+	row.Note = fmt.Sprintf("RSS %s B → %s B with %d ready messages: %.0f B each with the body, %.0f B without. "+
+		"RSS includes garbage not yet collected, so this errs high.", human(float64(before)), human(float64(after)), ready, perMsg, perMsg-float64(s.cfg.bodyBytes))
+	return row
+}
+
+// sseRow runs the fan-out phase.
+func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
+	cfg := s.sseConfig(rate)
+	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers at 50 %% load: append → frame p99", cfg.Subscribers), Unit: "ms", Op: "<=", Target: 25}
+	run, err := benchSSE(ctx, s.lq, s.bodies, cfg)
+	if err != nil {
+		row.Skip = err.Error()
+		return row
+	}
+	s.record(run)
+	exp := int64(run.Extra["frames_expected"])
+	row.Ledgerq = []float64{run.P99}
+	row.Errors = run.Errors + (exp - run.Ops)
+	row.Note = fmt.Sprintf("%d subscribers over %d queues, publishing %s msg/s; %d of %d frames arrived (missing ones count as errors); p50 %s, p99.9 %s.",
+		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), run.Ops, exp, msText(run.P50), msText(run.P999))
+	return row
+}
+
+// readSideRows runs the read-side phase on a server using Redis, between
+// two runs of the raw Redis limit.
+func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRow {
+	lat := benchRow{Name: fmt.Sprintf("Read side keeps up: %s at 50 %% load through Redis, append → read model p99", s.cfg.readsideDur), Unit: "ms", Op: "<=", Target: 50}
+	growth := benchRow{Name: "Read side lag growth (median of last quarter − first quarter)", Unit: "ms", Op: "<=", Target: 10}
+	skip := func(why string) []benchRow {
+		lat.Skip, growth.Skip = why, why
+		return []benchRow{lat, growth}
+	}
+	redisURL := s.cfg.redisURL
+	if redisURL == "" && s.server != nil {
+		rs, err := startBenchRedis(ctx, s.dir)
+		if errors.Is(err, exec.ErrNotFound) {
+			return skip("no redis-server on PATH and no --redis")
+		}
+		if err != nil {
+			return skip(err.Error())
+		}
+		defer rs.stop()
+		redisURL = rs.url
+	}
+	var limitNote string
+	var rdb *redis.Client
+	if redisURL != "" {
+		opt, err := redis.ParseURL(redisURL)
+		if err != nil {
+			return skip("--redis: " + err.Error())
+		}
+		rdb = redis.NewClient(opt)
+		defer rdb.Close()
+	}
+	redisLimit := func() {
+		if rdb == nil {
+			return
+		}
+		r, err := limits.RedisStreams(ctx, limits.RedisConfig{Client: rdb, Batch: 100, Duration: min(s.cfg.duration, 3*time.Second)})
+		if err != nil {
+			limitNote += " Redis limit failed: " + err.Error() + "."
+			return
+		}
+		add := s.record(limitRun("redis", "limit:redis-xadd", "entries/s", r.Add))
+		read := s.record(limitRun("redis", "limit:redis-xreadgroup", "entries/s", r.Read))
+		limitNote += fmt.Sprintf(" Raw Redis: XADD %s entries/s, XREADGROUP+XACK %s entries/s.", human(add.Rate), human(read.Rate))
+	}
+
+	target := s.lq
+	if s.server != nil {
+		redisLimit()
+		srv, _, err := startBenchServer(ctx, s.exe, filepath.Join(s.dir, "data-redis"), s.secret, filepath.Join(s.dir, "serve-redis.log"),
+			s.serverArgs("--redis", redisURL)...)
+		if err != nil {
+			return skip(err.Error())
+		}
+		defer srv.stop()
+		target = newBenchTarget(srv.url, s.token, s.cfg.maxInflight)
+		defer target.close()
+	} else {
+		limitNote += " Measured on the server at --url, with whatever bus it was started with."
+		redisLimit()
+	}
+	run, err := benchReadSide(ctx, target, s.bodies, benchNames("bench-rs-", s.cfg.queues), rate, s.cfg.readsideDur, s.cfg.maxInflight)
+	if err != nil {
+		return skip(err.Error())
+	}
+	s.record(run)
+	if s.server != nil {
+		redisLimit()
+	}
+	errs := run.Errors + int64(run.Extra["load_errors"])
+	lat.Ledgerq, lat.Errors = []float64{run.P99}, errs
+	growth.Ledgerq, growth.Errors = []float64{run.Extra["lag_growth_ms"]}, errs
+	lat.Note = fmt.Sprintf("%d probes: p50 %s, p99.9 %s; background load %s msg/s offered, %s achieved (p99 %s).%s",
+		run.Ops, msText(run.P50), msText(run.P999), human(run.Extra["load_offered_rate"]), human(run.Extra["load_rate"]),
+		msText(run.Extra["load_p99_ms"]), limitNote)
+	growth.Note = fmt.Sprintf("first quarter median %s, last quarter median %s.",
+		msText(run.Extra["lag_first_quarter_median_ms"]), msText(run.Extra["lag_last_quarter_median_ms"]))
+	return []benchRow{lat, growth}
+}
+
+// startupRows tops the first server's log up to startupEvents events,
+// restarts it and times the start-up, then alternates the raw scan + decode
+// limit with `ledgerq replay` on the stopped server's data.
+func (s *benchSession) startupRows(ctx context.Context, queues []string) []benchRow {
+	n := s.cfg.startupEvents
+	start := benchRow{Name: fmt.Sprintf("Start-up: state rebuilt from %s events", human(float64(n))), Unit: "s", Op: "<=", Target: 3}
+	replay := benchRow{Name: "Replay: `ledgerq replay` of the whole log", Anchor: "L: raw ordered scan + decode of the same rows",
+		LimitUnit: "events/s", Unit: "events/s", Op: ">=", Target: 0.85,
+		Note: "`ledgerq replay` is timed as a whole process (start, rebuild, print the state), so the ratio errs low. " +
+			"A rebuild of all projections is measured by `make bench` (go test -bench in projections/)."}
+	if s.server == nil {
+		why := "needs a server the bench starts (no --url)"
+		start.Skip, replay.Skip = why, why
+		return []benchRow{start, replay}
+	}
+	if n > 0 {
+		fill := s.batchRun(ctx, "startup-fill", queues, time.Hour, func() bool { return s.lq.maxPos.Load() >= n })
+		start.Errors = fill.Errors
+	}
+	head := s.lq.maxPos.Load()
+	start.Name = fmt.Sprintf("Start-up: state rebuilt from %s events", human(float64(head)))
+	if err := s.server.stop(); err != nil {
+		start.Skip, replay.Skip = err.Error(), err.Error()
+		return []benchRow{start, replay}
+	}
+	srv, took, err := startBenchServer(ctx, s.exe, s.dataDir, s.secret, filepath.Join(s.dir, "serve-restart.log"), s.serverArgs()...)
+	if err != nil {
+		start.Skip, replay.Skip = err.Error(), err.Error()
+		return []benchRow{start, replay}
+	}
+	s.server = srv
+	run := benchRun{Phase: "start-up", Target: "ledgerq", Unit: "s", Ops: head, Seconds: took.Seconds(), Rate: took.Seconds()}
+	if rss, err := srv.rss(); err == nil {
+		run.extra("rss_after_start_bytes", float64(rss))
+	}
+	s.record(run)
+	start.Ledgerq = []float64{took.Seconds()}
+	if err := s.server.stop(); err != nil {
+		replay.Skip = err.Error()
+		return []benchRow{start, replay}
+	}
+	db, err := limits.FindEventsDB(s.dataDir)
+	if err != nil {
+		replay.Skip = err.Error()
+		return []benchRow{start, replay}
+	}
+	for i := range s.cfg.runs {
+		r, err := limits.ScanDecode(ctx, db)
+		if err != nil {
+			replay.Skip = err.Error()
+			return []benchRow{start, replay}
+		}
+		replay.Limit = append(replay.Limit, s.record(limitRun("replay", "limit:scan+decode", "events/s", r)).Rate)
+		d, err := timeReplay(ctx, s.exe, s.dataDir, filepath.Join(s.dir, fmt.Sprintf("replay-%d.log", i)))
+		if err != nil {
+			replay.Skip = err.Error()
+			return []benchRow{start, replay}
+		}
+		rr := s.record(benchRun{Phase: "replay", Target: "ledgerq", Unit: "events/s", Ops: r.Ops, Seconds: d.Seconds(), Rate: float64(r.Ops) / d.Seconds()})
+		replay.Ledgerq = append(replay.Ledgerq, rr.Rate)
+	}
+	return []benchRow{start, replay}
+}

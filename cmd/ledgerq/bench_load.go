@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ledgerq/ledgerq/tests/bench/limits"
+)
+
+// benchTarget is an HTTP endpoint the generator drives: a ledgerq server or
+// the limit handler, which answer the publish route alike.
+type benchTarget struct {
+	base   string
+	token  string
+	client *http.Client
+	// maxPos is the highest position any command answer carried.
+	maxPos atomic.Int64
+}
+
+// newBenchTarget keeps up to idle connections open so that a run with that
+// many concurrent requests never pays for new TCP connections mid-run.
+func newBenchTarget(base, token string, idle int) *benchTarget {
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        idle + 16,
+		MaxIdleConnsPerHost: idle + 16,
+		IdleConnTimeout:     2 * time.Minute,
+		DisableCompression:  true,
+	}
+	return &benchTarget{
+		base:   strings.TrimRight(base, "/"),
+		token:  token,
+		client: &http.Client{Transport: tr, Timeout: 2 * time.Minute},
+	}
+}
+
+func (t *benchTarget) close() { t.client.CloseIdleConnections() }
+
+// benchHTTPError is an answer that was not a 2xx.
+type benchHTTPError struct {
+	Status int
+	Code   string
+}
+
+func (e *benchHTTPError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("HTTP %d", e.Status)
+	}
+	return fmt.Sprintf("HTTP %d %s", e.Status, e.Code)
+}
+
+// call sends one request and reads the whole answer into buf. Extra headers
+// come as name, value pairs.
+func (t *benchTarget) call(ctx context.Context, method, path string, body []byte, buf *bytes.Buffer, headers ...string) (http.Header, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, t.base+path, r)
+	if err != nil {
+		return nil, err
+	}
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	buf.Reset()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		var p struct {
+			Code string `json:"code"`
+		}
+		_ = json.Unmarshal(buf.Bytes(), &p)
+		return resp.Header, &benchHTTPError{Status: resp.StatusCode, Code: p.Code}
+	}
+	return resp.Header, nil
+}
+
+func (t *benchTarget) notePosition(p int64) {
+	for {
+		cur := t.maxPos.Load()
+		if p <= cur || t.maxPos.CompareAndSwap(cur, p) {
+			return
+		}
+	}
+}
+
+// ensureQueues creates the queues (default attributes); an existing queue
+// is fine.
+func (t *benchTarget) ensureQueues(ctx context.Context, names []string) error {
+	var buf bytes.Buffer
+	for _, n := range names {
+		body, _ := json.Marshal(map[string]string{"name": n})
+		if _, err := t.call(ctx, http.MethodPost, "/v1/queues", body, &buf); err != nil {
+			return fmt.Errorf("create queue %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// benchBodies are the request bodies every phase sends, encoded once so the
+// generator spends its CPU on requests, not on encoding/json.
+type benchBodies struct {
+	single  []byte // {"body": 200 B}
+	batch   []byte // {"messages": [100 × {"body": 200 B}]}
+	batchN  int
+	receive []byte // {"max_messages": 10, …}
+}
+
+func newBenchBodies(bodyBytes, batch, receiveMax int) benchBodies {
+	msg := map[string]string{"body": limits.Body(bodyBytes)}
+	single, _ := json.Marshal(msg)
+	msgs := make([]map[string]string, batch)
+	for i := range msgs {
+		msgs[i] = msg
+	}
+	batchBody, _ := json.Marshal(map[string]any{"messages": msgs})
+	recv, _ := json.Marshal(map[string]any{"max_messages": receiveMax, "visibility_timeout_ms": 120000, "wait_ms": 0, "consumer": "bench"})
+	return benchBodies{single: single, batch: batchBody, batchN: batch, receive: recv}
+}
+
+func messagesPath(queue string) string { return "/v1/queues/" + url.PathEscape(queue) }
+
+// publish sends one message and returns the position of its event.
+func (t *benchTarget) publish(ctx context.Context, queue string, body []byte, buf *bytes.Buffer) (int64, error) {
+	if _, err := t.call(ctx, http.MethodPost, messagesPath(queue)+"/messages", body, buf); err != nil {
+		return 0, err
+	}
+	var out struct {
+		Position int64 `json:"position"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+		return 0, fmt.Errorf("publish answer: %w", err)
+	}
+	t.notePosition(out.Position)
+	return out.Position, nil
+}
+
+// publishBatch sends one batch and returns the position of its last event.
+func (t *benchTarget) publishBatch(ctx context.Context, queue string, body []byte, buf *bytes.Buffer) (int64, error) {
+	if _, err := t.call(ctx, http.MethodPost, messagesPath(queue)+"/messages:batch", body, buf); err != nil {
+		return 0, err
+	}
+	var out struct {
+		Position int64 `json:"position"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+		return 0, fmt.Errorf("batch answer: %w", err)
+	}
+	t.notePosition(out.Position)
+	return out.Position, nil
+}
+
+// errBenchDrained: a receive found the queue empty.
+var errBenchDrained = errors.New("queue drained")
+
+// receiveAck receives up to the body's max_messages and acknowledges them
+// with one batch ack; it returns how many acks succeeded.
+func (t *benchTarget) receiveAck(ctx context.Context, queue string, body []byte, buf *bytes.Buffer) (int, error) {
+	if _, err := t.call(ctx, http.MethodPost, messagesPath(queue)+"/receive", body, buf); err != nil {
+		return 0, err
+	}
+	var got struct {
+		Messages []struct {
+			Receipt string `json:"receipt"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		return 0, fmt.Errorf("receive answer: %w", err)
+	}
+	if len(got.Messages) == 0 {
+		return 0, errBenchDrained
+	}
+	receipts := make([]string, len(got.Messages))
+	for i, m := range got.Messages {
+		receipts[i] = m.Receipt
+	}
+	ackBody, _ := json.Marshal(map[string]any{"receipts": receipts})
+	if _, err := t.call(ctx, http.MethodPost, messagesPath(queue)+"/ack", ackBody, buf); err != nil {
+		return 0, fmt.Errorf("ack: %w", err)
+	}
+	var acks struct {
+		Results []struct {
+			OK   bool   `json:"ok"`
+			Code string `json:"code"`
+		} `json:"results"`
+		Position int64 `json:"position"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &acks); err != nil {
+		return 0, fmt.Errorf("ack answer: %w", err)
+	}
+	t.notePosition(acks.Position)
+	n := 0
+	for _, r := range acks.Results {
+		if r.OK {
+			n++
+		}
+	}
+	if n < len(receipts) {
+		return n, fmt.Errorf("ack: %d of %d receipts refused", len(receipts)-n, len(receipts))
+	}
+	return n, nil
+}
+
+// queueReady reads a queue's ready count once the read side has applied
+// position minPos.
+func (t *benchTarget) queueReady(ctx context.Context, queue string, minPos int64) (int64, error) {
+	var buf bytes.Buffer
+	if _, err := t.call(ctx, http.MethodGet, messagesPath(queue), nil, &buf, "X-Ledgerq-Min-Position", strconv.FormatInt(minPos, 10)); err != nil {
+		return 0, err
+	}
+	var q struct {
+		Stats struct {
+			Ready int64 `json:"ready"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &q); err != nil {
+		return 0, fmt.Errorf("queue answer: %w", err)
+	}
+	return q.Stats.Ready, nil
+}
+
+// benchPhase names and shapes one run.
+type benchPhase struct {
+	Phase, Target, Unit string
+	Conns               int
+	Warmup, Duration    time.Duration
+}
+
+// errBenchStop, returned (wrapped) by an operation, ends the run for every
+// worker at that moment: the figures cover the time until then.
+var errBenchStop = errors.New("bench: stop")
+
+// benchOp is one closed-loop operation of one worker; it returns how many
+// units (messages, rows …) it completed.
+type benchOp func(ctx context.Context, worker int) (int, error)
+
+// benchClosedLoop runs ph.Conns workers, each repeating op as fast as the
+// target answers, for ph.Warmup and then ph.Duration. Operations that
+// complete inside the measured window count toward the rate and the
+// latencies; errors count anywhere before its end.
+func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
+	start := time.Now()
+	from := start.Add(ph.Warmup)
+	var end atomic.Int64
+	end.Store(from.Add(ph.Duration).UnixNano())
+	type tally struct {
+		units, errs int64
+		firstErr    string
+		lat         []time.Duration
+	}
+	tallies := make([]tally, ph.Conns)
+	var wg sync.WaitGroup
+	for w := range ph.Conns {
+		wg.Go(func() {
+			tl := &tallies[w]
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if t0.UnixNano() >= end.Load() {
+					return
+				}
+				n, err := op(ctx, w)
+				t1 := time.Now()
+				if errors.Is(err, errBenchStop) {
+					lowerTo(&end, t1.UnixNano())
+					return
+				}
+				if t1.UnixNano() > end.Load() || ctx.Err() != nil {
+					return
+				}
+				if err != nil {
+					tl.errs++
+					if tl.firstErr == "" {
+						tl.firstErr = err.Error()
+					}
+					// A dead server answers instantly: do not spin on it.
+					_ = sleepCtx(ctx, 5*time.Millisecond)
+					continue
+				}
+				if !t1.Before(from) {
+					tl.units += int64(n)
+					tl.lat = append(tl.lat, t1.Sub(t0))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	run := benchRun{Phase: ph.Phase, Target: ph.Target, Unit: ph.Unit, Concurrency: ph.Conns}
+	var lat []time.Duration
+	for _, tl := range tallies {
+		run.Ops += tl.units
+		run.Errors += tl.errs
+		if run.FirstError == "" {
+			run.FirstError = tl.firstErr
+		}
+		lat = append(lat, tl.lat...)
+	}
+	elapsed := time.Duration(end.Load() - from.UnixNano())
+	if elapsed > 0 {
+		run.Seconds = elapsed.Seconds()
+		run.Rate = float64(run.Ops) / run.Seconds
+	} else {
+		run.Note = "ended during the warm-up; nothing measured"
+	}
+	run.setLatencies(lat)
+	return run
+}
+
+// lowerTo sets a to v when v is lower.
+func lowerTo(a *atomic.Int64, v int64) {
+	for {
+		cur := a.Load()
+		if v >= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
+// benchFixedOp is one open-loop request; intended is when it was due.
+type benchFixedOp func(ctx context.Context, worker int, intended time.Time) (int, error)
+
+// benchFixedRate offers rate requests per second, open loop, for ph.Warmup
+// and then ph.Duration, with up to maxInflight requests outstanding. Each
+// latency runs from the request's intended time to its answer, so time a
+// request spent waiting for a free slot counts. Requests due in the
+// measured window count, whenever they finish.
+func benchFixedRate(ctx context.Context, ph benchPhase, rate float64, maxInflight int, op benchFixedOp) benchRun {
+	start := time.Now()
+	from := start.Add(ph.Warmup)
+	pacer := newBenchPacer(rate, start, ph.Warmup+ph.Duration)
+	jobs := make(chan time.Time, maxInflight)
+	type tally struct {
+		units, errs int64
+		firstErr    string
+		lat         []time.Duration
+	}
+	tallies := make([]tally, maxInflight)
+	var wg sync.WaitGroup
+	for w := range maxInflight {
+		wg.Go(func() {
+			tl := &tallies[w]
+			for intended := range jobs {
+				n, err := op(ctx, w, intended)
+				done := time.Now()
+				if intended.Before(from) || ctx.Err() != nil {
+					continue
+				}
+				if err != nil {
+					tl.errs++
+					if tl.firstErr == "" {
+						tl.firstErr = err.Error()
+					}
+					continue
+				}
+				tl.units += int64(n)
+				tl.lat = append(tl.lat, done.Sub(intended))
+			}
+		})
+	}
+	sent := pacer.run(ctx, func(t time.Time) bool {
+		select {
+		case jobs <- t:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	run := benchRun{Phase: ph.Phase, Target: ph.Target, Unit: ph.Unit, Concurrency: maxInflight}
+	var lat []time.Duration
+	for _, tl := range tallies {
+		run.Ops += tl.units
+		run.Errors += tl.errs
+		if run.FirstError == "" {
+			run.FirstError = tl.firstErr
+		}
+		lat = append(lat, tl.lat...)
+	}
+	run.Seconds = ph.Duration.Seconds()
+	run.Rate = float64(run.Ops) / run.Seconds
+	run.extra("offered_rate", rate)
+	run.extra("sent", float64(sent))
+	run.setLatencies(lat)
+	return run
+}

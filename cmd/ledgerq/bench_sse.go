@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sseEvent is one dispatched server-sent event. Data is only valid during
+// the callback.
+type sseEvent struct {
+	ID    string
+	Event string
+	Data  []byte
+}
+
+// readSSE parses a text/event-stream (the WHATWG rules that matter here:
+// "field: value" lines, one optional space after the colon, comment lines
+// starting with ':', several data lines joined by '\n', an event dispatched
+// at a blank line only when it has data) and calls fn for each event. It
+// returns the reader's error (io.EOF at a clean end).
+func readSSE(r io.Reader, fn func(sseEvent)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var ev sseEvent
+	var data []byte
+	hasData := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A line longer than the buffer: keep reading it.
+			long := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if err != nil {
+			return err
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if len(line) == 0 {
+			if hasData {
+				ev.Data = data
+				fn(ev)
+			}
+			ev, data, hasData = sseEvent{}, data[:0], false
+			continue
+		}
+		if line[0] == ':' {
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "id":
+			ev.ID = string(value)
+		case "event":
+			ev.Event = string(value)
+		case "data":
+			if hasData {
+				data = append(data, '\n')
+			}
+			data = append(data, value...)
+			hasData = true
+		}
+	}
+}
+
+// benchSSEConfig shapes the fan-out phase.
+type benchSSEConfig struct {
+	Subscribers int
+	Queues      int
+	Rate        float64 // publishes per second over all queues
+	Warmup      time.Duration
+	Duration    time.Duration
+	Grace       time.Duration // how long to wait for the last frames
+	MaxInflight int
+}
+
+// benchSSE opens cfg.Subscribers subscriptions (subscriber i on queue
+// i mod Queues, kinds=message), publishes at cfg.Rate round-robin over the
+// queues, and measures for each frame the time from the publish's 201 to
+// the frame's arrival (0 when the frame came first). A frame counts once
+// per subscriber and position.
+func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg benchSSEConfig) (benchRun, error) {
+	run := benchRun{Phase: "sse", Target: "ledgerq", Unit: "frames/s", Concurrency: cfg.Subscribers}
+	queues := make([]string, cfg.Queues)
+	for i := range queues {
+		queues[i] = "bench-sse-" + strconv.Itoa(i)
+	}
+	if err := t.ensureQueues(ctx, queues); err != nil {
+		return run, err
+	}
+	subCtx, stopSubs := context.WithCancel(ctx)
+	defer stopSubs()
+	// Subscriptions need a connection each, outside the request pool.
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+
+	type frame struct {
+		pos int64
+		at  time.Time
+	}
+	frames := make([][]frame, cfg.Subscribers)
+	// received counts frames at or after countFrom: those of the measured
+	// publishes, not of the warm-up's.
+	var received, countFrom atomic.Int64
+	countFrom.Store(1 << 62)
+	connected := make(chan error, cfg.Subscribers)
+	var wg sync.WaitGroup
+	for i := range cfg.Subscribers {
+		wg.Go(func() {
+			q := url.Values{"queues": {queues[i%cfg.Queues]}, "kinds": {"message"}}
+			req, err := http.NewRequestWithContext(subCtx, http.MethodGet, t.base+"/v1/subscribe?"+q.Encode(), nil)
+			if err != nil {
+				connected <- err
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+t.token)
+			req.Header.Set("Accept", "text/event-stream")
+			resp, err := client.Do(req)
+			if err != nil {
+				connected <- err
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				connected <- &benchHTTPError{Status: resp.StatusCode}
+				return
+			}
+			connected <- nil
+			_ = readSSE(resp.Body, func(ev sseEvent) {
+				if ev.Event != "message.updated" {
+					return
+				}
+				pos, err := strconv.ParseInt(ev.ID, 10, 64)
+				if err != nil {
+					return
+				}
+				frames[i] = append(frames[i], frame{pos, time.Now()})
+				if pos >= countFrom.Load() {
+					received.Add(1)
+				}
+			})
+		})
+	}
+	timeout := time.After(60 * time.Second)
+	for range cfg.Subscribers {
+		select {
+		case err := <-connected:
+			if err != nil {
+				stopSubs()
+				wg.Wait()
+				return run, fmt.Errorf("subscribe: %w", err)
+			}
+		case <-timeout:
+			stopSubs()
+			wg.Wait()
+			return run, errors.New("subscribe: not every subscriber connected within 60 s")
+		case <-ctx.Done():
+			stopSubs()
+			wg.Wait()
+			return run, ctx.Err()
+		}
+	}
+
+	type published struct {
+		pos   int64
+		queue int
+		at    time.Time
+	}
+	var next atomic.Int64
+	pubs := make([][]published, cfg.MaxInflight)
+	record := false
+	op := func(ctx context.Context, w int, _ time.Time) (int, error) {
+		qi := int(next.Add(1) % int64(cfg.Queues))
+		var buf bytes.Buffer
+		pos, err := t.publish(ctx, queues[qi], bodies.single, &buf)
+		if err != nil {
+			return 0, err
+		}
+		if record {
+			pubs[w] = append(pubs[w], published{pos, qi, time.Now()})
+		}
+		return 1, nil
+	}
+	if cfg.Warmup > 0 {
+		benchFixedRate(ctx, benchPhase{Phase: "sse-warmup", Duration: cfg.Warmup}, cfg.Rate, cfg.MaxInflight, op)
+	}
+	record = true // the warm-up's workers have all returned
+	countFrom.Store(t.maxPos.Load() + 1)
+	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: "ledgerq", Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
+
+	byPos := map[int64]published{}
+	perQueue := make([]int, cfg.Queues)
+	for i := range cfg.Subscribers {
+		perQueue[i%cfg.Queues]++
+	}
+	expected := 0
+	for _, ps := range pubs {
+		for _, p := range ps {
+			byPos[p.pos] = p
+			expected += perQueue[p.queue]
+		}
+	}
+	deadline := time.Now().Add(cfg.Grace)
+	for received.Load() < int64(expected) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopSubs()
+	wg.Wait()
+
+	var lat []time.Duration
+	delivered := 0
+	for i, fs := range frames {
+		seen := map[int64]bool{}
+		for _, f := range fs {
+			p, ok := byPos[f.pos]
+			if !ok || p.queue != i%cfg.Queues || seen[f.pos] {
+				continue
+			}
+			seen[f.pos] = true
+			delivered++
+			lat = append(lat, max(f.at.Sub(p.at), 0))
+		}
+	}
+	run.Ops = int64(delivered)
+	run.Seconds = cfg.Duration.Seconds()
+	run.Rate = float64(delivered) / run.Seconds
+	run.Errors = pubRun.Errors
+	run.FirstError = pubRun.FirstError
+	run.setLatencies(lat)
+	run.extra("subscribers", float64(cfg.Subscribers))
+	run.extra("queues", float64(cfg.Queues))
+	run.extra("publish_rate", pubRun.Rate)
+	run.extra("publish_p99_ms", pubRun.P99)
+	run.extra("frames_expected", float64(expected))
+	if expected > 0 {
+		run.extra("delivered_ratio", float64(delivered)/float64(expected))
+	}
+	return run, nil
+}
+
+// benchReadSide publishes at rate over queues for d while a prober
+// publishes one message at a time to its own queue and asks a query for
+// it with X-Ledgerq-Min-Position: each sample is the time from the
+// publish's 201 to the query's answer, which the server holds until the
+// read model has applied that position. It also reports whether that lag
+// grew: the median of the last quarter of samples against the first.
+func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queues []string, rate float64, d time.Duration, maxInflight int) (benchRun, error) {
+	run := benchRun{Phase: "read-side", Target: "ledgerq", Unit: "probes/s"}
+	const probeQueue = "bench-probe"
+	if err := t.ensureQueues(ctx, append([]string{probeQueue}, queues...)); err != nil {
+		return run, err
+	}
+	loadDone := make(chan benchRun, 1)
+	go func() {
+		var next atomic.Int64
+		loadDone <- benchFixedRate(ctx, benchPhase{Phase: "read-side-load", Target: "ledgerq", Unit: "msg/s", Duration: d}, rate, maxInflight,
+			func(ctx context.Context, _ int, _ time.Time) (int, error) {
+				var buf bytes.Buffer
+				_, err := t.publish(ctx, queues[next.Add(1)%int64(len(queues))], bodies.single, &buf)
+				return 1, err
+			})
+	}()
+	type sample struct {
+		at  time.Time
+		lag time.Duration
+	}
+	var samples []sample
+	var buf bytes.Buffer
+	var load benchRun
+probing:
+	for {
+		select {
+		case load = <-loadDone:
+			break probing
+		default:
+		}
+		pos, err := t.publish(ctx, probeQueue, bodies.single, &buf)
+		if err != nil {
+			run.Errors++
+			run.FirstError = cmp.Or(run.FirstError, "probe publish: "+err.Error())
+			_ = sleepCtx(ctx, 20*time.Millisecond)
+			continue
+		}
+		t0 := time.Now()
+		_, err = t.call(ctx, http.MethodGet, messagesPath(probeQueue), nil, &buf, "X-Ledgerq-Min-Position", strconv.FormatInt(pos, 10))
+		if err != nil {
+			run.Errors++
+			run.FirstError = cmp.Or(run.FirstError, "probe query: "+err.Error())
+			continue
+		}
+		samples = append(samples, sample{t0, time.Since(t0)})
+		_ = sleepCtx(ctx, 10*time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		return run, ctx.Err()
+	}
+	lat := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		lat[i] = s.lag
+	}
+	run.Ops = int64(len(samples))
+	run.Seconds = d.Seconds()
+	run.Rate = float64(run.Ops) / run.Seconds
+	run.setLatencies(lat)
+	first, last := lagTrend(lat)
+	run.extra("lag_first_quarter_median_ms", durationMS(first))
+	run.extra("lag_last_quarter_median_ms", durationMS(last))
+	run.extra("lag_growth_ms", durationMS(last-first))
+	run.extra("load_rate", load.Rate)
+	run.extra("load_offered_rate", rate)
+	run.extra("load_p99_ms", load.P99)
+	run.extra("load_errors", float64(load.Errors))
+	if load.FirstError != "" {
+		run.FirstError = cmp.Or(run.FirstError, "load: "+load.FirstError)
+	}
+	return run, nil
+}
+
+// lagTrend returns the medians of the first and the last quarter of
+// samples taken in time order; a read side that keeps up has the same lag
+// at the end as at the start.
+func lagTrend(inOrder []time.Duration) (first, last time.Duration) {
+	q := len(inOrder) / 4
+	if q == 0 {
+		return 0, 0
+	}
+	med := func(xs []time.Duration) time.Duration {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		return percentile(s, 0.5)
+	}
+	return med(inOrder[:q]), med(inOrder[len(inOrder)-q:])
+}
