@@ -301,9 +301,11 @@ const benchMethod = `## How it is measured
   the publish JSON, answers 201 with a ULID and a counter. Nothing is stored.
 - **fdatasync (limit).** 4 KiB overwrites of a preallocated file in the data directory, fdatasync after each:
   the rate a store that syncs once per append could reach. Group commit should beat it several times over.
-- **Raw SQLite insert (limit).** ledgerq's events schema (WAL, synchronous=FULL, one writer), one transaction
-  per batch of 100 MessagePublished rows rotating over the same number of streams as the batch phase's
-  queues, versions kept in memory, hash chain computed per row, payloads encoded before the clock starts.
+- **Raw SQLite insert (limit).** ledgerq's events table with its UNIQUE(stream_id, version) (WAL,
+  synchronous=FULL, one writer), one transaction per batch of 100 MessagePublished rows rotating over the same
+  number of streams as the batch phase's queues, versions kept in memory, a SHA-256 chain computed per row,
+  payloads encoded before the clock starts. The store's two secondary indexes (type, position) and
+  (recorded_at) are left out, so the ceiling is strict.
 - **Redis Streams (limit).** go-redis XADD pipelined 100 at a time, then XREADGROUP COUNT 100 + XACK, on the
   private redis-server: the bus the read side rides on.
 - **Scan + decode (limit).** An ordered scan of the server's events table that decodes every row's data

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/ledgerq/ledgerq/domain"
@@ -17,17 +18,16 @@ import (
 // ErrNoEventsDB means no SQLite file under the directory has an events table.
 var ErrNoEventsDB = errors.New("limits: no SQLite database with an events table")
 
-// FindEventsDB returns the SQLite file under dir (searched recursively, files
-// ending in .db, .sqlite or .sqlite3) that holds an events table.
+// FindEventsDB returns the SQLite file under dir (searched recursively; any
+// file that starts with SQLite's header, whatever its name) that holds an
+// events table.
 func FindEventsDB(dir string) (string, error) {
 	var found string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || found != "" {
+		if err != nil || d.IsDir() || found != "" || !d.Type().IsRegular() {
 			return err
 		}
-		switch strings.ToLower(filepath.Ext(path)) {
-		case ".db", ".sqlite", ".sqlite3":
-		default:
+		if !isSQLiteFile(path) {
 			return nil
 		}
 		ok, err := hasEventsTable(path)
@@ -46,6 +46,20 @@ func FindEventsDB(dir string) (string, error) {
 		return "", fmt.Errorf("%w under %s", ErrNoEventsDB, dir)
 	}
 	return found, nil
+}
+
+// sqliteMagic starts every SQLite database file.
+const sqliteMagic = "SQLite format 3\x00"
+
+func isSQLiteFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, len(sqliteMagic))
+	_, err = io.ReadFull(f, head)
+	return err == nil && string(head) == sqliteMagic
 }
 
 func hasEventsTable(path string) (bool, error) {
