@@ -2,6 +2,7 @@ package wmsql
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -32,6 +33,11 @@ type BackoffConfig struct {
 	// RetryInterval is the wait after an error other than SQLite busy.
 	// Default 1s.
 	RetryInterval time.Duration
+	// Linger is a pause after a Wake signal before the next poll, so that
+	// the commits of the next moments are read in the same batch: fewer,
+	// larger batches under load, at the price of Linger more latency.
+	// Default 0.
+	Linger time.Duration
 }
 
 // BackoffManager is a watermill-sql BackoffManager for SQLite. "Database is
@@ -45,6 +51,7 @@ type BackoffConfig struct {
 // snapshot.
 type BackoffManager struct {
 	cfg       BackoffConfig
+	caughtUp  atomic.Bool
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -70,12 +77,19 @@ func (b *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 		logger.Error("Error polling for messages", err, watermill.LogFields{"wait_time": b.cfg.RetryInterval})
 		return b.cfg.RetryInterval
 	}
-	if !noMsg {
+	if !noMsg && !b.caughtUp.Swap(false) {
 		return 0
 	}
 	b.waitIdle()
 	return 0
 }
+
+// CaughtUp tells the manager that the batch being handled reached the end
+// of the topic (it was not full), so the next poll would find at most the
+// few rows committed since: the subscriber then waits as after an empty
+// poll (for Wake, then Linger) instead of chasing every commit with a
+// batch of its own.
+func (b *BackoffManager) CaughtUp() { b.caughtUp.Store(true) }
 
 func (b *BackoffManager) waitIdle() {
 	t := time.NewTimer(b.cfg.MaxIdleWait)
@@ -83,7 +97,16 @@ func (b *BackoffManager) waitIdle() {
 	select {
 	case <-b.cfg.Wake:
 	case <-t.C:
+		return
 	case <-b.done:
+		return
+	}
+	if b.cfg.Linger > 0 {
+		t.Reset(b.cfg.Linger)
+		select {
+		case <-t.C:
+		case <-b.done:
+		}
 	}
 }
 

@@ -130,6 +130,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.FormatInt(cfg.BusyTimeout.Milliseconds(), 10))
+	// A subscriber runs the same few statements for every batch; parsing
+	// the relay's pack query alone costs more than running it.
+	q.Set("_stmt_cache_size", "32")
 	if cfg.ReadOnly {
 		q.Set("mode", "ro")
 	} else {
