@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -21,9 +22,10 @@ type Store struct {
 	log  logrus.FieldLogger
 	lock *fileLock
 
-	wdb    *sql.DB   // the writer connection; used only by the writer goroutine after Open
-	rdb    *sql.DB   // read-only pool
-	insert *sql.Stmt // prepared on wdb
+	wdb         *sql.DB   // the writer connection; used only by the writer goroutine after Open
+	rdb         *sql.DB   // read-only pool
+	insert      *sql.Stmt // one row, prepared on wdb
+	insertMulti *sql.Stmt // multiRows rows, prepared on wdb
 
 	// Committed state, changed only by the writer goroutine, under mu, after
 	// a COMMIT succeeded. The writer reads it without the lock.
@@ -105,10 +107,11 @@ func (s *Store) open() error {
 	if s.rdb, err = openReader(s.path, s.opts.ReadConns, s.opts.BusyTimeout); err != nil {
 		return unavailable("reader", err)
 	}
-	s.insert, err = s.wdb.PrepareContext(ctx, `INSERT INTO events
-		(position, stream_id, version, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
+	if s.insert, err = s.wdb.PrepareContext(ctx, insertColumns+insertRow); err != nil {
+		return unavailable("prepare insert", err)
+	}
+	multi := insertColumns + insertRow + strings.Repeat(", "+insertRow, multiRows-1)
+	if s.insertMulti, err = s.wdb.PrepareContext(ctx, multi); err != nil {
 		return unavailable("prepare insert", err)
 	}
 	if err := s.loadHeads(ctx); err != nil {
@@ -174,8 +177,10 @@ func (s *Store) Close() error {
 
 func (s *Store) closeHandles() error {
 	var errs []error
-	if s.insert != nil {
-		errs = append(errs, s.insert.Close())
+	for _, stmt := range []*sql.Stmt{s.insert, s.insertMulti} {
+		if stmt != nil {
+			errs = append(errs, stmt.Close())
+		}
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())

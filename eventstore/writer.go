@@ -78,22 +78,12 @@ type batchState struct {
 	hasher   *chainHasher
 }
 
-type batchMark struct {
-	pos    int64
-	hash   string
-	lastMS int64
-}
-
 func (b *batchState) version(stream string) int64 {
 	if v, ok := b.versions[stream]; ok {
 		return v
 	}
 	return b.s.streams[stream] // only the writer goroutine writes this map
 }
-
-func (b *batchState) mark() batchMark { return batchMark{b.pos, b.hash, b.lastMS} }
-
-func (b *batchState) restore(m batchMark) { b.pos, b.hash, b.lastMS = m.pos, m.hash, m.lastMS }
 
 // batchError is a failure of the whole transaction.
 type batchError struct {
@@ -111,7 +101,6 @@ func (s *Store) commitBatch(batch []*Pending) {
 		s.failBatch(batch, &batchError{err: unavailable("begin", err)})
 		return
 	}
-	stmt := tx.StmtContext(ctx, s.insert)
 	b := batchState{
 		s:        s,
 		pos:      s.head,
@@ -122,7 +111,7 @@ func (s *Store) commitBatch(batch []*Pending) {
 	}
 	applied := 0
 	for _, p := range batch {
-		res, err := s.apply(ctx, tx, stmt, &b, &p.req)
+		res, err := s.apply(ctx, tx, &b, &p.req)
 		var be *batchError
 		if errors.As(err, &be) {
 			_ = tx.Rollback() // the transaction may already be gone; the error that matters is be
@@ -189,33 +178,28 @@ func (s *Store) failBatch(batch []*Pending, be *batchError) {
 // apply checks one request against the heads and inserts its events. It
 // returns a *ConflictError for a request-level failure (the batch goes on)
 // or a *batchError when the transaction cannot continue.
-func (s *Store) apply(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, b *batchState, r *preparedRequest) (AppendResult, error) {
+func (s *Store) apply(ctx context.Context, tx *sql.Tx, b *batchState, r *preparedRequest) (AppendResult, error) {
 	for _, st := range r.streams {
 		if cur := b.version(st.StreamID); st.ExpectedVersion != AnyVersion && st.ExpectedVersion != cur {
 			return AppendResult{}, &ConflictError{StreamID: st.StreamID, ExpectedVersion: st.ExpectedVersion, ActualVersion: cur}
 		}
 	}
 
-	m := b.mark()
-	savepoint := r.events > 1
-	if savepoint {
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
-			return AppendResult{}, &batchError{err: unavailable("savepoint", err)}
-		}
-	}
-	// The store's clock, clamped so recorded_at never decreases with
+	// Assign positions, versions, the time and the hashes in memory first.
+	// The store's clock is clamped so recorded_at never decreases with
 	// position even when the wall clock steps back.
 	ms := max(s.opts.Now().UnixMilli(), b.lastMS)
 	recordedAt := time.UnixMilli(ms).UTC()
 	res := AppendResult{Events: make([]Event, 0, r.events)}
 	newVersions := make([]int64, len(r.streams))
+	pos, prev := b.pos, b.hash
 	for i, st := range r.streams {
 		v := b.version(st.StreamID)
 		for _, ev := range st.Events {
 			v++
-			pos := b.pos + 1
+			pos++
 			hash, ok := b.hasher.sum(hashInput{
-				prevHash:      b.hash,
+				prevHash:      prev,
 				position:      pos,
 				streamID:      st.StreamID,
 				version:       v,
@@ -230,11 +214,6 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, b *batchS
 				// it would make the damage permanent.
 				return AppendResult{}, &batchError{err: unavailable("hash", errors.New("the head event's hash in the file is not a SHA-256 hex digest; run Verify"))}
 			}
-			_, err := stmt.ExecContext(ctx, pos, st.StreamID, v, ev.Type, ev.SchemaVersion,
-				string(ev.Data), string(r.metadataJSON), ms, b.hash, hash)
-			if err != nil {
-				return AppendResult{}, s.insertFailed(ctx, tx, b, m, savepoint, st, err)
-			}
 			res.Events = append(res.Events, Event{
 				Position:      pos,
 				StreamID:      st.StreamID,
@@ -245,27 +224,79 @@ func (s *Store) apply(ctx context.Context, tx *sql.Tx, stmt *sql.Stmt, b *batchS
 				Metadata:      r.metadata,
 				RecordedAt:    recordedAt,
 				Hash:          hash,
-				PrevHash:      b.hash,
+				PrevHash:      prev,
 			})
-			b.pos, b.hash = pos, hash
+			prev = hash
 		}
 		newVersions[i] = v
+	}
+
+	// One statement is atomic on its own; more need a savepoint so that a
+	// failure undoes the ones before it.
+	savepoint := statements(len(res.Events)) > 1
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT req"); err != nil {
+			return AppendResult{}, &batchError{err: unavailable("savepoint", err)}
+		}
+	}
+	if err := s.insertEvents(ctx, tx, res.Events, string(r.metadataJSON), ms); err != nil {
+		return AppendResult{}, s.insertFailed(ctx, tx, b, savepoint, r, err)
 	}
 	if savepoint {
 		if _, err := tx.ExecContext(ctx, "RELEASE req"); err != nil {
 			return AppendResult{}, &batchError{err: unavailable("release savepoint", err)}
 		}
 	}
+	b.pos, b.hash, b.lastMS = pos, prev, ms
 	for i, st := range r.streams {
 		b.versions[st.StreamID] = newVersions[i]
 	}
-	b.lastMS = ms
 	return res, nil
+}
+
+// multiRows is the row count of the multi-row INSERT: a request with many
+// events (a batch publish) inserts them multiRows at a time, which saves a
+// statement execution (argument conversion, a cgo call, a VM reset) per
+// row.
+const multiRows = 16
+
+// statements is the number of INSERT executions for n events.
+func statements(n int) int { return n/multiRows + n%multiRows }
+
+const insertColumns = `INSERT INTO events
+	(position, stream_id, version, type, schema_version, data, metadata, recorded_at, prev_hash, hash) VALUES `
+
+const insertRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, events []Event, meta string, ms int64) error {
+	var one, multi *sql.Stmt
+	args := make([]any, 0, 10*multiRows)
+	for len(events) > 0 {
+		stmt := &one
+		prepared := s.insert
+		n := 1
+		if len(events) >= multiRows {
+			stmt, prepared, n = &multi, s.insertMulti, multiRows
+		}
+		if *stmt == nil {
+			*stmt = tx.StmtContext(ctx, prepared)
+		}
+		args = args[:0]
+		for _, e := range events[:n] {
+			args = append(args, e.Position, e.StreamID, e.Version, e.Type, e.SchemaVersion,
+				string(e.Data), meta, ms, e.PrevHash, e.Hash)
+		}
+		if _, err := (*stmt).ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		events = events[n:]
+	}
+	return nil
 }
 
 // insertFailed undoes a request whose INSERT failed and classifies the
 // failure.
-func (s *Store) insertFailed(ctx context.Context, tx *sql.Tx, b *batchState, m batchMark, savepoint bool, st StreamAppend, err error) error {
+func (s *Store) insertFailed(ctx context.Context, tx *sql.Tx, b *batchState, savepoint bool, r *preparedRequest, err error) error {
 	if !isVersionConflict(err) {
 		// SQLITE_FULL, SQLITE_IOERR and the like may have rolled back the
 		// whole transaction already; only failing the batch is safe.
@@ -279,15 +310,21 @@ func (s *Store) insertFailed(ctx context.Context, tx *sql.Tx, b *batchState, m b
 			return &batchError{err: unavailable("release savepoint", rerr)}
 		}
 	}
-	b.restore(m)
-	// The in-memory head of this stream was behind the file (someone wrote
-	// it behind our back). Take the file's word for it from now on.
-	var actual int64
-	if qerr := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, st.StreamID).Scan(&actual); qerr != nil {
-		return &batchError{err: unavailable("read stream head", qerr)}
+	// The in-memory head of some stream was behind the file: someone wrote
+	// it behind the store's back. Find which, and take the file's word for
+	// it from now on.
+	for _, st := range r.streams {
+		var actual int64
+		if qerr := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?`, st.StreamID).Scan(&actual); qerr != nil {
+			return &batchError{err: unavailable("read stream head", qerr)}
+		}
+		if actual == b.version(st.StreamID) {
+			continue
+		}
+		b.versions[st.StreamID] = actual
+		s.log.WithField("stream", st.StreamID).WithField("version", actual).
+			Warn("eventstore: stream head in memory was stale; the unique index refused the append")
+		return &ConflictError{StreamID: st.StreamID, ExpectedVersion: st.ExpectedVersion, ActualVersion: actual}
 	}
-	b.versions[st.StreamID] = actual
-	s.log.WithField("stream", st.StreamID).WithField("version", actual).
-		Warn("eventstore: stream head in memory was stale; the unique index refused the append")
-	return &ConflictError{StreamID: st.StreamID, ExpectedVersion: st.ExpectedVersion, ActualVersion: actual}
+	return &batchError{err: unavailable("insert", err)}
 }

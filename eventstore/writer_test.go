@@ -92,3 +92,96 @@ func TestGroupCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestUniqueIndexIsTheSafetyNet writes an event behind the store's back, so
+// its in-memory head of that stream is stale: the UNIQUE (stream_id,
+// version) index must refuse the append as a conflict, the requests around
+// it in the batch must commit, and the store must adopt the file's version.
+func TestUniqueIndexIsTheSafetyNet(t *testing.T) {
+	for _, events := range []int{1, 20} {
+		// One event: a single INSERT without a savepoint. Twenty events plus
+		// a second stream: multi-row and single-row INSERTs in a savepoint.
+		t.Run(fmt.Sprintf("%d events", events), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.db")
+			s := openWith(t, path, eventstore.Options{BusyTimeout: time.Minute, Logger: quietLogger()})
+			mustAppend(t, s, appendReq("x", eventstore.NoStream, newEvent("X", `{}`)))
+			// A version of x the store does not know of, at a position far
+			// from its next one. With 20 events it is met by the second
+			// statement, after the first one inserted 16 rows.
+			rawVersion := int64(2)
+			if events > 1 {
+				rawVersion = 19
+			}
+			raw := rawDB(t, path)
+			if _, err := raw.Exec(`INSERT INTO events SELECT 1000, stream_id, ?, type, schema_version, data, metadata, recorded_at, prev_hash, hash FROM events WHERE position = 1`, rawVersion); err != nil {
+				t.Fatal(err)
+			}
+
+			release := holdWriteLock(t, path)
+			first := s.Submit(appendReq("y", eventstore.NoStream, newEvent("Y", `{}`)))
+			waitQueueEmpty(t, s)
+			var xs []eventstore.NewEvent
+			for range events {
+				xs = append(xs, newEvent("X", `{}`))
+			}
+			req := appendReq("x", 1, xs...)
+			if events > 1 {
+				req.Streams = append(req.Streams, eventstore.StreamAppend{StreamID: "z", ExpectedVersion: eventstore.NoStream, Events: []eventstore.NewEvent{newEvent("Z", `{}`)}})
+			}
+			stale := s.Submit(req)
+			after := s.Submit(appendReq("y", 1, newEvent("Y", `{}`)))
+			release()
+
+			if _, err := first.Wait(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := stale.Wait(testCtx(t))
+			var ce *eventstore.ConflictError
+			if !errors.As(err, &ce) || ce.StreamID != "x" || ce.ExpectedVersion != 1 || ce.ActualVersion != rawVersion {
+				t.Fatalf("append on a stale head: %v, want a conflict on x (expected 1, actual %d)", err, rawVersion)
+			}
+			var rows int
+			if err := raw.QueryRow(`SELECT COUNT(*) FROM events WHERE stream_id IN ('x', 'z')`).Scan(&rows); err != nil || rows != 2 {
+				t.Errorf("x and z hold %d rows (%v), want the 2 written before: part of the refused request was kept", rows, err)
+			}
+			res, err := after.Wait(testCtx(t))
+			if err != nil {
+				t.Fatalf("request after the conflict in the same batch: %v", err)
+			}
+			if got := res.Events[0].Position; got != 3 {
+				t.Errorf("request after the conflict got position %d, want 3 (no gap)", got)
+			}
+			if got := s.StreamVersion("x"); got != rawVersion {
+				t.Errorf("StreamVersion(x) = %d after the conflict, want the file's %d", got, rawVersion)
+			}
+			if got := s.StreamVersion("z"); got != 0 {
+				t.Errorf("z has version %d: part of the refused request was kept", got)
+			}
+		})
+	}
+}
+
+// TestPositionCollisionResyncs: a row written behind the store's back at
+// its next position fails that batch with ErrUnavailable; the store then
+// reloads its heads from the file and carries on after that row.
+func TestPositionCollisionResyncs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openWith(t, path, eventstore.Options{Logger: quietLogger()})
+	first := mustAppend(t, s, appendReq("a", eventstore.NoStream, newEvent("A", `{}`))).Events[0]
+	execAll(t, rawDB(t, path), `INSERT INTO events SELECT 2, 'intruder', 1, type, schema_version, data, metadata, recorded_at, hash, hash FROM events WHERE position = 1`)
+
+	if _, err := s.Append(testCtx(t), appendReq("a", 1, newEvent("A", `{}`))); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Fatalf("append onto an occupied position: %v, want ErrUnavailable", err)
+	}
+	if s.Head() != 2 || s.StreamVersion("intruder") != 1 || s.HeadHash() != first.Hash {
+		t.Fatalf("after the collision: head %d %s, intruder v%d; want the file's state", s.Head(), s.HeadHash(), s.StreamVersion("intruder"))
+	}
+	res := mustAppend(t, s, appendReq("a", 1, newEvent("A", `{}`)))
+	if e := res.Events[0]; e.Position != 3 || e.Version != 2 {
+		t.Errorf("append after the resync: v%d at %d, want v2 at 3", e.Version, e.Position)
+	}
+	// The intruder copied event 1's hash, so the chain breaks at 2.
+	if rep, err := s.Verify(testCtx(t), 0, 0); err != nil || rep.OK || rep.FirstBadPosition != 2 {
+		t.Errorf("Verify = %+v, %v; want the intruder at 2 named", rep, err)
+	}
+}

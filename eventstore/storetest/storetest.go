@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T, path string) *eventstore.Store) {
 		{"Conflict", testConflict},
 		{"AnyVersionAndNoStream", testAnyVersionAndNoStream},
 		{"AtomicMultiStream", testAtomicMultiStream},
+		{"LargeRequest", testLargeRequest},
 		{"PipelinedSubmits", testPipelinedSubmits},
 		{"ConcurrentAppendersGapFree", testConcurrentAppenders},
 		{"Reads", testReads},
@@ -318,6 +319,38 @@ func testAtomicMultiStream(t *testing.T, o Opener) {
 		if !e.RecordedAt.Equal(res.Events[0].RecordedAt) {
 			t.Errorf("events of one request have different times: %v vs %v", e.RecordedAt, res.Events[0].RecordedAt)
 		}
+	}
+}
+
+func testLargeRequest(t *testing.T, o Opener) {
+	s, _ := o.fresh(t)
+	mustAppend(t, s, one("big", eventstore.NoStream, ev("A", `{}`)))
+	var bigEvents, smallEvents []eventstore.NewEvent
+	for i := range 37 {
+		bigEvents = append(bigEvents, ev("A", fmt.Sprintf(`{"i":%d}`, i)))
+	}
+	for i := range 3 {
+		smallEvents = append(smallEvents, ev("B", fmt.Sprintf(`{"j":%d}`, i)))
+	}
+	res := mustAppend(t, s, eventstore.AppendRequest{Streams: []eventstore.StreamAppend{
+		{StreamID: "big", ExpectedVersion: 1, Events: bigEvents},
+		{StreamID: "small", ExpectedVersion: eventstore.NoStream, Events: smallEvents},
+	}})
+	if got := len(res.Events); got != 40 {
+		t.Fatalf("result has %d events, want 40", got)
+	}
+	for i, e := range res.Events {
+		wantStream, wantVersion := "big", int64(i)+2
+		if i >= 37 {
+			wantStream, wantVersion = "small", int64(i-37)+1
+		}
+		if e.Position != int64(i)+2 || e.StreamID != wantStream || e.Version != wantVersion {
+			t.Fatalf("event %d: %s v%d at %d, want %s v%d at %d", i, e.StreamID, e.Version, e.Position, wantStream, wantVersion, i+2)
+		}
+	}
+	sameEvents(t, "ReadAll after a 40-event request", readAll(t, s, 1), res.Events)
+	if rep, err := s.Verify(ctx(t), 0, 0); err != nil || !rep.OK || rep.Checked != 41 {
+		t.Errorf("Verify: %+v, %v", rep, err)
 	}
 }
 
