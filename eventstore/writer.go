@@ -10,7 +10,7 @@ import (
 // The writer goroutine: group commit.
 //
 // Durability costs one fsync per transaction (synchronous=FULL), and an
-// fsync takes about as long as hundreds of inserts, so the writer applies
+// fsync costs as much as dozens of inserts, so the writer applies
 // every request that queued up while the previous commit was syncing in one
 // transaction: BEGIN IMMEDIATE, then per request a check of its expected
 // versions against the in-memory stream heads and its INSERTs, then one
@@ -20,9 +20,10 @@ import (
 //
 // A request that fails (a version conflict) must not take the batch down
 // with it, so its inserts run inside a SAVEPOINT that is rolled back on
-// failure. A request with a single event issues a single INSERT, which
-// SQLite already undoes on its own when it fails, so it skips the SAVEPOINT
-// and its two extra statements.
+// failure. A request inserted by a single statement (one event, the common
+// case), which SQLite already undoes on its own when it fails, skips the
+// SAVEPOINT and its two extra statements (about 15% more appends per second
+// with 64 concurrent single-event appenders).
 //
 // The stream heads, head position and head hash live in memory: reading
 // MAX(version) per append would cost a query per request inside the write
@@ -91,6 +92,7 @@ type batchError struct {
 	resync bool // the file changed behind the store's back: reload the heads
 }
 
+// Error and Unwrap expose the wrapped cause (always an ErrUnavailable).
 func (e *batchError) Error() string { return e.err.Error() }
 func (e *batchError) Unwrap() error { return e.err }
 
