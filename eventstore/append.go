@@ -50,7 +50,7 @@ func (p *Pending) finish(res AppendResult, err error) {
 // first. The events' Data is copied; the caller may reuse it.
 //
 // A malformed request fails at once with ErrInvalid; after Close it fails
-// with ErrClosed.
+// with ErrClosed (which also matches ErrUnavailable).
 func (s *Store) Submit(req AppendRequest) *Pending {
 	p := &Pending{done: make(chan struct{})}
 	prep, err := prepare(req)
@@ -62,7 +62,7 @@ func (s *Store) Submit(req AppendRequest) *Pending {
 	s.qmu.Lock()
 	if s.closing {
 		s.qmu.Unlock()
-		p.finish(AppendResult{}, ErrClosed)
+		p.finish(AppendResult{}, errClosed)
 		return p
 	}
 	s.queue = append(s.queue, p)

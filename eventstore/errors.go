@@ -12,6 +12,11 @@ import (
 // expected version below AnyVersion, …). Nothing was written.
 var ErrInvalid = errors.New("eventstore: invalid request")
 
+// errClosed is what operations on a closed store return. It matches both
+// ErrClosed and ErrUnavailable, as the contract in event.go lists "closed"
+// among the reasons a store is unavailable (a 503 while shutting down).
+var errClosed = fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
+
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }

@@ -64,7 +64,7 @@ func (s *Store) readErr(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("eventstore: %s: %w", op, ctxErr)
 	}
 	if s.closed.Load() {
-		return fmt.Errorf("eventstore: %s: %w", op, ErrClosed)
+		return fmt.Errorf("eventstore: %s: %w", op, errClosed)
 	}
 	return fmt.Errorf("eventstore: %s: %w", op, unavailable("read", err))
 }
@@ -72,7 +72,7 @@ func (s *Store) readErr(ctx context.Context, op string, err error) error {
 // query runs one page query and returns its events.
 func (s *Store) query(ctx context.Context, op, q string, args ...any) ([]Event, error) {
 	if s.closed.Load() {
-		return nil, fmt.Errorf("eventstore: %s: %w", op, ErrClosed)
+		return nil, fmt.Errorf("eventstore: %s: %w", op, errClosed)
 	}
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -115,6 +115,9 @@ func (s *Store) Upcast(e Event) (Event, error) {
 func (s *Store) ReadStream(ctx context.Context, streamID string, afterVersion int64, fn func(Event) error) error {
 	if streamID == "" {
 		return invalidf("ReadStream: empty stream id")
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("eventstore: read stream: %w", errClosed)
 	}
 	until := s.StreamVersion(streamID)
 	for afterVersion < until {
@@ -161,6 +164,9 @@ func (s *Store) Scan(ctx context.Context, f Filter, fn func(Event) error) error 
 func (s *Store) scan(ctx context.Context, f Filter, upcast bool, fn func(Event) error) error {
 	if f.After < 0 || f.Until < 0 || f.Limit < 0 {
 		return invalidf("Scan: After, Until and Limit must not be negative")
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("eventstore: scan: %w", errClosed)
 	}
 	lo, hi := f.After, f.Until
 	if hi == 0 {
@@ -293,6 +299,9 @@ func (s *Store) pages(limit int, upcast bool, fn func(Event) error, next func(n 
 // ReadPositions returns the events at the given positions, in position
 // order, with the data as stored. Positions that do not exist are left out.
 func (s *Store) ReadPositions(ctx context.Context, positions []int64) ([]Event, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("eventstore: read positions: %w", errClosed)
+	}
 	ps := slices.Clone(positions)
 	slices.Sort(ps)
 	ps = slices.Compact(ps)
@@ -324,7 +333,7 @@ func (s *Store) PositionAt(ctx context.Context, t time.Time) (int64, error) {
 
 func (s *Store) positionAtMS(ctx context.Context, ms int64) (int64, error) {
 	if s.closed.Load() {
-		return 0, fmt.Errorf("eventstore: position at: %w", ErrClosed)
+		return 0, fmt.Errorf("eventstore: position at: %w", errClosed)
 	}
 	var pos int64
 	err := s.rdb.QueryRowContext(ctx,

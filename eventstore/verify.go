@@ -46,7 +46,7 @@ const verifyPage = 1024
 // damaged log is a report with OK false.
 func (s *Store) Verify(ctx context.Context, from, to int64) (VerifyReport, error) {
 	if s.closed.Load() {
-		return VerifyReport{}, fmt.Errorf("eventstore: verify: %w", ErrClosed)
+		return VerifyReport{}, fmt.Errorf("eventstore: verify: %w", errClosed)
 	}
 	s.mu.RLock()
 	head, headHash := s.head, s.headHash

@@ -776,8 +776,11 @@ func testCloseDrains(t *testing.T, o Opener) {
 			t.Fatalf("request %d: %v, want success or ErrClosed", i, err)
 		}
 	}
-	if _, err := s.Append(ctx(t), one("late", eventstore.AnyVersion, ev("A", `{}`))); !errors.Is(err, eventstore.ErrClosed) {
-		t.Errorf("Append after Close: %v, want ErrClosed", err)
+	if _, err := s.Append(ctx(t), one("late", eventstore.AnyVersion, ev("A", `{}`))); !errors.Is(err, eventstore.ErrClosed) || !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Errorf("Append after Close: %v, want ErrClosed and ErrUnavailable", err)
+	}
+	if err := s.ReadAll(ctx(t), 0, func(eventstore.Event) error { return nil }); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("ReadAll after Close: %v, want ErrClosed", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
