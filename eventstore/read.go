@@ -120,27 +120,18 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, afterVersion in
 		return fmt.Errorf("eventstore: read stream: %w", errClosed)
 	}
 	until := s.StreamVersion(streamID)
-	for afterVersion < until {
+	return s.pages(0, true, fn, func(n int) ([]Event, error) {
+		if afterVersion >= until {
+			return nil, nil
+		}
 		page, err := s.query(ctx, "read stream",
 			`SELECT `+eventColumns+` FROM events WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version LIMIT ?`,
-			streamID, afterVersion, until, readPage)
-		if err != nil {
-			return err
+			streamID, afterVersion, until, n)
+		if len(page) > 0 {
+			afterVersion = page[len(page)-1].Version
 		}
-		for _, e := range page {
-			if e, err = s.Upcast(e); err != nil {
-				return err
-			}
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		if len(page) < readPage {
-			return nil
-		}
-		afterVersion = page[len(page)-1].Version
-	}
-	return nil
+		return page, err
+	})
 }
 
 // ReadAll calls fn for every event after afterPosition, in position order,

@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T, path string) *eventstore.Store) {
 		{"PipelinedSubmits", testPipelinedSubmits},
 		{"ConcurrentAppendersGapFree", testConcurrentAppenders},
 		{"Reads", testReads},
+		{"Paging", testPaging},
 		{"ReadPositions", testReadPositions},
 		{"ReadStopsOnCallbackError", testReadStops},
 		{"ReopenKeepsHeads", testReopen},
@@ -568,6 +569,35 @@ func testReads(t *testing.T, o Opener) {
 	if got, err := s.PositionAt(ctx(t), time.Now().Add(time.Hour)); err != nil || got != s.Head() {
 		t.Errorf("PositionAt in the future = %d, %v; want head %d", got, err, s.Head())
 	}
+}
+
+// testPaging reads more events than fit in one page of any reader.
+func testPaging(t *testing.T, o Opener) {
+	s, _ := o.fresh(t)
+	var log []eventstore.Event
+	for r := range 7 {
+		events := make([]eventstore.NewEvent, 100)
+		for i := range events {
+			events[i] = ev("P", fmt.Sprintf(`{"r":%d,"i":%d}`, r, i))
+		}
+		req := eventstore.AppendRequest{Streams: []eventstore.StreamAppend{
+			{StreamID: "long", ExpectedVersion: int64(r) * 100, Events: events},
+			{StreamID: fmt.Sprintf("short-%d", r), ExpectedVersion: eventstore.NoStream, Events: []eventstore.NewEvent{ev("Q", `{}`)}},
+		}}
+		log = append(log, mustAppend(t, s, req).Events...)
+	}
+	long := filter(log, func(e eventstore.Event) bool { return e.StreamID == "long" })
+	sameEvents(t, "ReadAll", readAll(t, s, 0), log)
+	sameEvents(t, "ReadAll after 250", readAll(t, s, 250), log[250:])
+	sameEvents(t, "ReadStream", readStream(t, s, "long", 0), long)
+	sameEvents(t, "ReadStream after 333", readStream(t, s, "long", 333), long[333:])
+	sameEvents(t, "Scan stream after 404", scan(t, s, eventstore.Filter{Stream: "long", After: 404}),
+		filter(long, func(e eventstore.Event) bool { return e.Position > 404 }))
+	sameEvents(t, "Scan stream after 404 until 650", scan(t, s, eventstore.Filter{Stream: "long", After: 404, Until: 650}),
+		filter(long, func(e eventstore.Event) bool { return e.Position > 404 && e.Position <= 650 }))
+	sameEvents(t, "Scan limit 300", scan(t, s, eventstore.Filter{After: 10, Limit: 300}), log[10:310])
+	sameEvents(t, "Scan type Q", scan(t, s, eventstore.Filter{Type: "Q"}),
+		filter(log, func(e eventstore.Event) bool { return e.Type == "Q" }))
 }
 
 func testReadPositions(t *testing.T, o Opener) {
