@@ -15,6 +15,7 @@ import (
 	"github.com/ledgerq/ledgerq/domain"
 	"github.com/ledgerq/ledgerq/eventstore"
 	"github.com/ledgerq/ledgerq/queries"
+	"github.com/ledgerq/ledgerq/transport"
 	"github.com/ledgerq/ledgerq/transport/web"
 )
 
@@ -281,15 +282,30 @@ func alternatives(s *openapi3.SchemaRef) []*openapi3.SchemaRef {
 	return []*openapi3.SchemaRef{s}
 }
 
-func TestReadModelQueriesOfferReadYourWrites(t *testing.T) {
+// TestQueriesOfferReadYourWrites: every query route waits for
+// X-Ledgerq-Min-Position / ?min_position= and may answer 503
+// consistency_timeout; every command may answer 503 unavailable.
+func TestQueriesOfferReadYourWrites(t *testing.T) {
 	doc := loadDoc(t)
-	for _, path := range []string{"/v1/queues", "/v1/queues/{queue}", "/v1/queues/{queue}/messages", "/v1/messages/{id}"} {
-		op := doc.Paths.Find(path).Get
-		if op.Parameters.GetByInAndName("query", "min_position") == nil || op.Parameters.GetByInAndName("header", "X-Ledgerq-Min-Position") == nil {
-			t.Errorf("GET %s lacks min_position or X-Ledgerq-Min-Position", path)
+	for _, op := range apiRoutes {
+		if !strings.HasPrefix(op.Path, "/v1/") || op.Path == "/v1/subscribe" {
+			continue
 		}
-		if op.Responses.Value("503") == nil {
-			t.Errorf("GET %s lacks 503 consistency_timeout", path)
+		o := doc.Paths.Find(op.Path).GetOperation(op.Method)
+		r := o.Responses.Value("503")
+		if r == nil {
+			t.Errorf("%v lacks a 503", op)
+			continue
+		}
+		wantCode := "unavailable"
+		if op.Method == "GET" {
+			wantCode = "consistency_timeout"
+			if o.Parameters.GetByInAndName("query", "min_position") == nil || o.Parameters.GetByInAndName("header", "X-Ledgerq-Min-Position") == nil {
+				t.Errorf("%v lacks min_position or X-Ledgerq-Min-Position", op)
+			}
+		}
+		if ex := r.Value.Content.Get("application/problem+json").Examples[wantCode]; ex == nil {
+			t.Errorf("%v: 503 is not documented as %s", op, wantCode)
 		}
 	}
 }
@@ -353,10 +369,12 @@ func TestEventTypeEnumIsTheCatalogue(t *testing.T) {
 func TestErrorCodeEnum(t *testing.T) {
 	doc := loadDoc(t)
 	got := enumStrings(t, doc.Components.Schemas["ErrorCode"].Value)
-	// API.md's list, in its order.
+	// API.md's list, in its order, then the codes the HTTP edge adds for
+	// unknown routes, wrong methods and a write side that cannot write.
 	want := []string{"invalid_argument", "unauthorized", "forbidden", "queue_not_found", "message_not_found",
 		"queue_exists", "lease_mismatch", "receipt_not_found", "payload_too_large", "unsupported_media_type",
-		"rate_limited", "consistency_timeout", "conflict", "internal"}
+		"rate_limited", "consistency_timeout", "conflict", "internal",
+		"not_found", "method_not_allowed", "unavailable"}
 	if !slices.Equal(got, want) {
 		t.Errorf("ErrorCode enum = %v, want %v", got, want)
 	}
@@ -525,5 +543,32 @@ func TestMessageStateEnum(t *testing.T) {
 	got := enumStrings(t, doc.Components.Schemas["MessageState"].Value)
 	if !slices.Equal(got, queries.MessageStates) {
 		t.Errorf("MessageState enum = %v, want queries.MessageStates %v", got, queries.MessageStates)
+	}
+}
+
+// TestOperationsMatchRouter compares the document with the routes the HTTP
+// server registers (transport.Routes): a route without documentation, or
+// documentation without a route, fails here. The /assets/ prefix serves
+// files, not an API operation, and is not in the document.
+func TestOperationsMatchRouter(t *testing.T) {
+	ops, err := web.Operations()
+	if err != nil {
+		t.Fatalf("Operations: %v", err)
+	}
+	routes := map[web.Operation]bool{}
+	for _, r := range transport.Routes() {
+		if strings.HasSuffix(r.Path, "/") && r.Path != "/" {
+			continue
+		}
+		routes[web.Operation{Method: r.Method, Path: r.Path}] = true
+	}
+	for _, op := range ops {
+		if !routes[op] {
+			t.Errorf("documented but not routed: %s %s", op.Method, op.Path)
+		}
+		delete(routes, op)
+	}
+	for op := range routes {
+		t.Errorf("routed but not documented: %s %s", op.Method, op.Path)
 	}
 }

@@ -187,7 +187,7 @@ func Handler() http.Handler {
 		// them, so this cannot happen in a released binary; still, answer
 		// with an error rather than crash the server.
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeProblem(w, http.StatusInternalServerError, "Internal Server Error", "the web assets could not be built", "internal")
+			writeProblem(w, http.StatusInternalServerError, "internal", "the web assets could not be built")
 		})
 	}
 	return s
@@ -196,12 +196,12 @@ func Handler() http.Handler {
 func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f, ok := s.files[r.URL.Path]
 	if !ok {
-		writeProblem(w, http.StatusNotFound, "Not Found", "no page or asset at "+r.URL.Path, "")
+		writeProblem(w, http.StatusNotFound, "not_found", "no page or asset at "+r.URL.Path)
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeProblem(w, http.StatusMethodNotAllowed, "Method Not Allowed", r.Method+" is not allowed here", "")
+		writeProblem(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
 		return
 	}
 
@@ -256,19 +256,20 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
-// problem is an RFC 9457 problem document, shaped like the API's.
+// problem is an RFC 9457 problem document, shaped like the API's (see the
+// Problem schema of openapi.json).
 type problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`
-	Code   string `json:"code,omitempty"`
+	Code   string `json:"code"`
 }
 
-func writeProblem(w http.ResponseWriter, status int, title, detail, code string) {
-	body, err := json.Marshal(problem{Type: "about:blank", Title: title, Status: status, Detail: detail, Code: code})
+func writeProblem(w http.ResponseWriter, status int, code, detail string) {
+	body, err := json.Marshal(problem{Type: "urn:ledgerq:problem:" + code, Title: http.StatusText(status), Status: status, Detail: detail, Code: code})
 	if err != nil {
-		http.Error(w, title, status)
+		http.Error(w, detail, status)
 		return
 	}
 	w.Header().Set("Content-Type", "application/problem+json")

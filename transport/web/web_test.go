@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
 	"github.com/ledgerq/ledgerq/transport/web"
 )
 
@@ -194,10 +196,13 @@ func TestNotFoundAndMethods(t *testing.T) {
 			t.Errorf("GET %s: Content-Type %q, want application/problem+json", path, got)
 		}
 		var p struct {
+			Type   string `json:"type"`
 			Status int    `json:"status"`
 			Title  string `json:"title"`
+			Code   string `json:"code"`
 		}
-		if err := json.Unmarshal(readBody(t, res), &p); err != nil || p.Status != 404 || p.Title == "" {
+		if err := json.Unmarshal(readBody(t, res), &p); err != nil || p.Status != 404 || p.Title == "" ||
+			p.Code != "not_found" || p.Type != "urn:ledgerq:problem:not_found" {
 			t.Errorf("GET %s: problem body %+v, err %v", path, p, err)
 		}
 	}
@@ -250,6 +255,22 @@ func TestNoMarkupFromData(t *testing.T) {
 		}
 		if m := inline.Find(src); m != nil {
 			t.Errorf("%s has inline script: %s", f, m)
+		}
+	}
+}
+
+// TestProblemsMatchTheDocument: the handler's own errors are shaped like
+// every other problem of the API.
+func TestProblemsMatchTheDocument(t *testing.T) {
+	schema := loadDoc(t).Components.Schemas["Problem"].Value
+	h := web.Handler()
+	for _, c := range []struct{ method, path string }{{http.MethodGet, "/nope"}, {http.MethodDelete, "/docs"}} {
+		var v any
+		if err := json.Unmarshal(readBody(t, get(t, h, c.method, c.path, nil)), &v); err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.path, err)
+		}
+		if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020()); err != nil {
+			t.Errorf("%s %s: problem does not match the Problem schema: %v", c.method, c.path, err)
 		}
 	}
 }
