@@ -66,7 +66,18 @@ const (
 	StateAcked        = "acked"
 	StateDeadLettered = "dead_lettered"
 	StateExpired      = "expired"
+	// StatePurged: dropped by a queue purge before anyone received it.
+	StatePurged = "purged"
+	// StateRedriven: it left its (dead-letter) queue for a copy elsewhere.
+	StateRedriven = "redriven"
 )
+
+// MessageStates lists every state a message can be in, as accepted by
+// ListMessages.State.
+var MessageStates = []string{
+	StateReady, StateDelayed, StateInFlight, StateAcked, StateDeadLettered,
+	StateExpired, StatePurged, StateRedriven,
+}
 
 // MessageSummary is a message in a listing.
 type MessageSummary struct {
@@ -116,6 +127,25 @@ type MessageDetail struct {
 	ReceiveCount int               `json:"receive_count"`
 	PublishedAt  time.Time         `json:"published_at"`
 	History      []HistoryEntry    `json:"history"`
+
+	// AvailableAt is when the message is (or was last) due for delivery.
+	AvailableAt time.Time `json:"available_at"`
+	// LeaseExpiresAt is the lease deadline while the message is in flight.
+	LeaseExpiresAt *time.Time `json:"lease_expires_at,omitempty"`
+	// Origin names the message this one is a copy of (dead-lettered or
+	// redriven), nil for a message a producer published.
+	Origin *MessageLink `json:"origin,omitempty"`
+	// MovedTo names the copy this message became when it was dead-lettered
+	// or redriven, nil otherwise.
+	MovedTo *MessageLink `json:"moved_to,omitempty"`
+}
+
+// MessageLink ties a message to its copy in another queue. Reason is
+// "dead_letter" or "redrive" (domain.OriginDeadLetter, domain.OriginRedrive).
+type MessageLink struct {
+	Queue     string `json:"queue"`
+	MessageID string `json:"message_id"`
+	Reason    string `json:"reason"`
 }
 
 // Update is one projection update, pushed to SSE subscribers after the

@@ -1,0 +1,109 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/ledgerq/ledgerq/eventstore"
+	"github.com/ledgerq/ledgerq/queries"
+)
+
+// Source supplies events in global-position order for catch-up and gap
+// filling: the event store on a write node, a Redis-backed source on a query
+// node. ReadAll calls fn for each event after position `after`, up to the
+// head it sees, and must stop and return fn's error (wrapped or not) as soon
+// as fn returns one.
+type Source interface {
+	ReadAll(ctx context.Context, after int64, fn func(eventstore.Event) error) error
+}
+
+// UpdatePublisher receives the projections' updates after each commit; the
+// SSE hub (*queries.Hub) implements it. Publish must not block.
+type UpdatePublisher interface {
+	Publish(updates ...queries.Update)
+	// SetFloor tells it the position the read side had reached before it
+	// saw any update, so resumes from before that are known to be partial.
+	SetFloor(position int64)
+}
+
+// DefaultTopic is the bus topic the relay publishes packs on (relay.Topic).
+const DefaultTopic = "ledgerq.events"
+
+// Config configures an Engine.
+type Config struct {
+	// Path is the read-model SQLite file, created when missing. Required.
+	Path string
+	// Source fills gaps and catches up at start. Required.
+	Source Source
+	// Subscriber delivers packs of events from the bus
+	// ((*relay.Bus).Subscriber). Nil runs the engine on catch-up from the
+	// Source alone.
+	Subscriber message.Subscriber
+	// Topic is the bus topic of the packs. Default DefaultTopic.
+	Topic string
+	// DecodePack turns a bus message into its events, in position order
+	// (relay.DecodePack). Required with Subscriber.
+	DecodePack func(*message.Message) ([]eventstore.Event, error)
+	// Hub is told about every committed change. Optional.
+	Hub UpdatePublisher
+	// HandlerName names the router handler. Default "ledgerq-projections".
+	HandlerName string
+	// CatchUpBatch is how many events one transaction applies when catching
+	// up or rebuilding. Default 1000.
+	CatchUpBatch int
+	// PollInterval is how often Run asks the Source for events the bus did
+	// not bring, when no pack arrived since the last look: a safety net for a
+	// bus that dropped messages (the in-process bus drops what is published
+	// while nobody subscribes). Default 1 s; negative disables it.
+	PollInterval time.Duration
+	// ReadConns is the size of the reader pool. Default 4.
+	ReadConns int
+	// Logger logs the router's and the engine's events. Default: none.
+	Logger watermill.LoggerAdapter
+	// Now is the clock for stats in updates (ready vs delayed). Default
+	// time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = DefaultTopic
+	}
+	if c.HandlerName == "" {
+		c.HandlerName = "ledgerq-projections"
+	}
+	if c.CatchUpBatch <= 0 {
+		c.CatchUpBatch = 1000
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Second
+	}
+	if c.ReadConns <= 0 {
+		c.ReadConns = 4
+	}
+	if c.Logger == nil {
+		c.Logger = watermill.NopLogger{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Path == "" {
+		errs = append(errs, errors.New("projections: Path is required"))
+	}
+	if c.Source == nil {
+		errs = append(errs, errors.New("projections: Source is required"))
+	}
+	if c.Subscriber != nil && c.DecodePack == nil {
+		errs = append(errs, errors.New("projections: DecodePack is required with a Subscriber"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,139 @@
+package projections
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+	"net/url"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// schemaVersion is the read-model layout. Read models are disposable, so a
+// file written by another layout is dropped and rebuilt from the log rather
+// than migrated.
+const schemaVersion = 1
+
+// connector opens mattn connections with per-connection pragmas that the DSN
+// cannot carry, without registering a global driver name.
+type connector struct {
+	dsn    string
+	driver *sqlite3.SQLiteDriver
+}
+
+func (c connector) Connect(context.Context) (driver.Conn, error) { return c.driver.Open(c.dsn) }
+func (c connector) Driver() driver.Driver                        { return c.driver }
+
+func newConnector(path string, params url.Values, pragmas ...string) connector {
+	return connector{
+		dsn: "file:" + path + "?" + params.Encode(),
+		driver: &sqlite3.SQLiteDriver{ConnectHook: func(conn *sqlite3.SQLiteConn) error {
+			for _, p := range pragmas {
+				if _, err := conn.Exec(p, nil); err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			return nil
+		}},
+	}
+}
+
+// openDBs opens the read-model file twice: one writer connection (the only
+// one that ever writes, so no "database is locked" between our own writers;
+// BEGIN IMMEDIATE takes the write lock up front) and a pool of readers that
+// WAL lets run beside the writer.
+func openDBs(path string, readConns int) (w, r *sql.DB, err error) {
+	wp := url.Values{}
+	wp.Set("_journal_mode", "WAL")
+	// The read model can always be rebuilt from the log, and checkpoint and
+	// rows commit together, so losing the last commits on power loss costs
+	// a short catch-up, never correctness: no fsync per commit.
+	wp.Set("_synchronous", "NORMAL")
+	wp.Set("_busy_timeout", "5000")
+	wp.Set("_txlock", "immediate")
+	w = sql.OpenDB(newConnector(path, wp, "PRAGMA cache_size = -65536", "PRAGMA temp_store = MEMORY"))
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := w.Ping(); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("open read model %s: %w", path, err)
+	}
+
+	rp := url.Values{}
+	rp.Set("_busy_timeout", "5000")
+	// Readers never write; query_only turns a stray write into an error.
+	rp.Set("_query_only", "1")
+	r = sql.OpenDB(newConnector(path, rp, "PRAGMA cache_size = -16384"))
+	r.SetMaxOpenConns(readConns)
+	r.SetMaxIdleConns(readConns)
+	if err := r.Ping(); err != nil {
+		w.Close()
+		r.Close()
+		return nil, nil, fmt.Errorf("open read model %s for reading: %w", path, err)
+	}
+	return w, r, nil
+}
+
+const checkpointsDDL = `CREATE TABLE IF NOT EXISTS checkpoints (
+	projection TEXT PRIMARY KEY,
+	position   INTEGER NOT NULL
+) WITHOUT ROWID`
+
+// migrate creates the tables, dropping everything first when the file holds
+// another layout.
+func migrate(ctx context.Context, w *sql.DB, projs []projection) error {
+	var v int
+	if err := w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	if v != schemaVersion {
+		if err := dropAll(ctx, tx, projs); err != nil {
+			return err
+		}
+	}
+	if err := createAll(ctx, tx, projs); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+func createAll(ctx context.Context, tx *sql.Tx, projs []projection) error {
+	stmts := []string{checkpointsDDL}
+	for _, p := range projs {
+		stmts = append(stmts, p.schema()...)
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("create read model: %w", err)
+		}
+	}
+	return nil
+}
+
+func dropAll(ctx context.Context, tx *sql.Tx, projs []projection) error {
+	stmts := []string{"DROP TABLE IF EXISTS checkpoints"}
+	for _, p := range projs {
+		for _, t := range p.tables() {
+			stmts = append(stmts, "DROP TABLE IF EXISTS "+t)
+		}
+	}
+	for _, s := range stmts {
+		if _, err := tx.ExecContext(ctx, s); err != nil {
+			return fmt.Errorf("drop read model: %w", err)
+		}
+	}
+	return nil
+}

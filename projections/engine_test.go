@@ -1,0 +1,367 @@
+package projections
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ledgerq/ledgerq/domain"
+	"github.com/ledgerq/ledgerq/eventstore"
+	"github.com/ledgerq/ledgerq/queries"
+)
+
+// feedLive delivers the log as a bus would: packs of random size, some sent
+// twice, some lost (the next pack then starts past a gap).
+func feedLive(t *testing.T, e *Engine, events []eventstore.Event, rng *rand.Rand) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < len(events); {
+		n := min(1+rng.IntN(40), len(events)-i)
+		pack := events[i : i+n]
+		switch r := rng.IntN(10); {
+		case r == 0: // lost on the bus: the next pack finds a gap
+		case r == 1: // redelivered
+			for range 2 {
+				if err := e.ApplyPack(ctx, pack); err != nil {
+					t.Fatal(err)
+				}
+			}
+		default:
+			if err := e.ApplyPack(ctx, pack); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i += n
+	}
+	if err := e.CatchUp(ctx); err != nil { // a trailing lost pack
+		t.Fatal(err)
+	}
+}
+
+func TestRebuildEqualsLive(t *testing.T) {
+	log := newMemLog()
+	s := newSim(t, log, 7)
+	for range 3000 {
+		s.step()
+	}
+	events := log.all()
+	hub := &recordingHub{}
+	e := newEngine(t, Config{Source: log, Hub: hub, CatchUpBatch: 97})
+	feedLive(t, e, events, rand.New(rand.NewPCG(1, 2)))
+	head := events[len(events)-1].Position
+	if got := e.AppliedPosition(); got != head {
+		t.Fatalf("applied %d, want %d", got, head)
+	}
+
+	live := map[string]map[string][]string{}
+	for _, p := range e.projs {
+		live[p.name()] = dump(t, e, p)
+	}
+	if err := e.Rebuild(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.AppliedPosition(); got != head {
+		t.Fatalf("applied after rebuild %d, want %d", got, head)
+	}
+	for _, p := range e.projs {
+		t.Run(p.name(), func(t *testing.T) {
+			rebuilt := dump(t, e, p)
+			for _, table := range p.tables() {
+				l, r := live[p.name()][table], rebuilt[table]
+				if len(l) == 0 {
+					t.Fatalf("table %s is empty: the workload does not exercise it", table)
+				}
+				if len(l) != len(r) {
+					t.Fatalf("table %s: %d rows live, %d rebuilt", table, len(l), len(r))
+				}
+				for i := range l {
+					if l[i] != r[i] {
+						t.Fatalf("table %s row %d:\n live    %s\n rebuilt %s", table, i, l[i], r[i])
+					}
+				}
+			}
+		})
+	}
+	if got := e.Checkpoints(); got["queues"] != head || got["messages"] != head {
+		t.Fatalf("checkpoints %v, want all %d", got, head)
+	}
+}
+
+// The SQLite read models and the in-memory reducer must tell the same story
+// at every point, not only at the end.
+func TestReadModelAgreesWithReducer(t *testing.T) {
+	log := newMemLog()
+	s := newSim(t, log, 11)
+	for range 2500 {
+		s.step()
+	}
+	events := log.all()
+	e := newEngine(t, Config{Source: log})
+	st := NewQueueState()
+	svc := queries.New(e, e, queries.WithClock(func() time.Time { return testNow }))
+	ctx := context.Background()
+	checked := 0
+	for i := 0; i < len(events); i += 250 {
+		pack := events[i:min(i+250, len(events))]
+		if err := e.ApplyPack(ctx, pack); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range pack {
+			if err := st.Apply(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := st.Queues(testNow)
+		page, err := svc.ListQueues(ctx, queries.ListQueues{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEqual(t, "queues at position "+strconv.FormatInt(st.Position(), 10), page.Queues, want)
+		checked += len(want)
+	}
+	if checked == 0 {
+		t.Fatal("no queue was compared")
+	}
+	// The comparison means something only if the workload went everywhere.
+	types := map[string]int{}
+	for _, ev := range events {
+		types[ev.Type]++
+	}
+	for _, typ := range domain.EventTypes {
+		if types[typ] == 0 {
+			t.Errorf("workload has no %s event", typ)
+		}
+	}
+	var ready, delayed, inFlight int64
+	for _, q := range st.Queues(testNow) {
+		ready += q.Stats.Ready
+		delayed += q.Stats.Delayed
+		inFlight += q.Stats.InFlight
+	}
+	if ready == 0 || delayed == 0 || inFlight == 0 {
+		t.Fatalf("workload ends thin: ready %d delayed %d in flight %d", ready, delayed, inFlight)
+	}
+}
+
+// smallLog: a queue, two messages, one leased and acked.
+func smallLog(t *testing.T) (*memLog, []eventstore.Event) {
+	log := newMemLog()
+	t0 := time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)
+	evs := log.add(t,
+		domain.QueueCreated{Queue: "orders", Attributes: defaultAttrs(), CreatedAt: t0},
+		domain.MessagePublished{Queue: "orders", MessageID: "m1", Body: "one", BodyEncoding: "utf8", BodySize: 3,
+			PublishedAt: t0, AvailableAt: t0, ExpiresAt: t0.Add(time.Hour)},
+		domain.MessagePublished{Queue: "orders", MessageID: "m2", Body: "two", BodyEncoding: "utf8", BodySize: 3,
+			PublishedAt: t0, AvailableAt: t0.Add(2 * time.Hour), ExpiresAt: t0.Add(3 * time.Hour)},
+		domain.MessageLeased{Queue: "orders", MessageID: "m1", ReceiptHash: "h", LeasedAt: t0.Add(time.Second),
+			LeaseExpiresAt: t0.Add(31 * time.Second), ReceiveCount: 1},
+		domain.MessageAcked{Queue: "orders", MessageID: "m1", ReceiptHash: "h", AckedAt: t0.Add(2 * time.Second)},
+	)
+	return log, evs
+}
+
+func messageRows(t *testing.T, e *Engine) [][]any {
+	return queryRows(t, e.r, `SELECT id, state, receive_count, last_position FROM messages ORDER BY position`)
+}
+
+func historyRows(t *testing.T, e *Engine) [][]any {
+	return queryRows(t, e.r, `SELECT message_id, position, type FROM message_history ORDER BY seq`)
+}
+
+func TestDuplicatePackIsSkipped(t *testing.T) {
+	log, evs := smallLog(t)
+	e := newEngine(t, Config{Source: log})
+	ctx := context.Background()
+	for range 2 {
+		if err := e.ApplyPack(ctx, evs[:4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An overlapping pack: 3 and 4 again, 5 new.
+	if err := e.ApplyPack(ctx, evs[2:5]); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "messages", messageRows(t, e), [][]any{
+		{"m1", "acked", int64(1), int64(5)},
+		{"m2", "available", int64(0), int64(3)},
+	})
+	mustEqual(t, "history", historyRows(t, e), [][]any{
+		{"m1", int64(2), "MessagePublished"},
+		{"m2", int64(3), "MessagePublished"},
+		{"m1", int64(4), "MessageLeased"},
+		{"m1", int64(5), "MessageAcked"},
+	})
+	mustEqual(t, "queue counters", queryRows(t, e.r,
+		`SELECT name, published_total, acked_total, last_position FROM queues`),
+		[][]any{{"orders", int64(2), int64(1), int64(5)}})
+	mustEqual(t, "counts", queryRows(t, e.r, `SELECT queue, available, in_flight FROM message_counts`),
+		[][]any{{"orders", int64(1), int64(0)}})
+	mustEqual(t, "checkpoints", e.Checkpoints(), map[string]int64{"queues": 5, "messages": 5})
+	if n := log.readCount(); n != 0 {
+		t.Fatalf("source read %d times, want 0: no gap was fed", n)
+	}
+}
+
+func TestGapIsFilledFromSource(t *testing.T) {
+	log, evs := smallLog(t)
+	hub := &recordingHub{}
+	e := newEngine(t, Config{Source: log, Hub: hub})
+	ctx := context.Background()
+	if err := e.ApplyPack(ctx, evs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	// 3 and 4 were lost; the pack with 5 arrives.
+	if err := e.ApplyPack(ctx, evs[4:5]); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.readCount(); n != 1 {
+		t.Fatalf("source read %d times, want 1", n)
+	}
+	mustEqual(t, "messages", messageRows(t, e), [][]any{
+		{"m1", "acked", int64(1), int64(5)},
+		{"m2", "available", int64(0), int64(3)},
+	})
+	mustEqual(t, "history", historyRows(t, e), [][]any{
+		{"m1", int64(2), "MessagePublished"},
+		{"m2", int64(3), "MessagePublished"},
+		{"m1", int64(4), "MessageLeased"},
+		{"m1", int64(5), "MessageAcked"},
+	})
+	mustEqual(t, "checkpoints", e.Checkpoints(), map[string]int64{"queues": 5, "messages": 5})
+
+	// One update per queue and per message per transaction, in position
+	// order: the pack [1 2], the catch-up [3 4], the pack [5].
+	type key struct {
+		pos          int64
+		event, about string
+	}
+	var got []key
+	var lastQueue queries.Queue
+	for _, u := range hub.all() {
+		var v struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(u.Data, &v); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, key{u.Position, u.Event, v.ID + v.Name})
+		if u.Event == queries.EventQueueUpdated {
+			if err := json.Unmarshal(u.Data, &lastQueue); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mustEqual(t, "updates", got, []key{
+		{2, queries.EventMessageUpdated, "m1"}, {2, queries.EventQueueUpdated, "orders"},
+		{3, queries.EventMessageUpdated, "m2"},
+		{4, queries.EventMessageUpdated, "m1"}, {4, queries.EventQueueUpdated, "orders"},
+		{5, queries.EventMessageUpdated, "m1"}, {5, queries.EventQueueUpdated, "orders"},
+	})
+	mustEqual(t, "last queue stats", lastQueue.Stats, queries.Stats{
+		Delayed: 1, PublishedTotal: 2, AckedTotal: 1, // m2 is due at 05:00, the clock says 04:00
+	})
+}
+
+func TestGapSourceCannotFillIsAnError(t *testing.T) {
+	log, evs := smallLog(t)
+	e := newEngine(t, Config{Source: truncatedSource{log: log, n: 3}})
+	ctx := context.Background()
+	if err := e.ApplyPack(ctx, evs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	err := e.ApplyPack(ctx, evs[4:5])
+	if !errors.Is(err, ErrGap) {
+		t.Fatalf("got %v, want ErrGap", err)
+	}
+	// What the source had (3) is applied; nothing past the hole (5) is.
+	mustEqual(t, "checkpoints", e.Checkpoints(), map[string]int64{"queues": 3, "messages": 3})
+	mustEqual(t, "messages", messageRows(t, e), [][]any{
+		{"m1", "available", int64(0), int64(2)},
+		{"m2", "available", int64(0), int64(3)},
+	})
+	// Once the bus redelivers from 4, all is well.
+	if err := e.ApplyPack(ctx, evs[3:5]); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.AppliedPosition(); got != 5 {
+		t.Fatalf("applied %d, want 5", got)
+	}
+}
+
+func TestUnknownEventTypeIsAnError(t *testing.T) {
+	log, evs := smallLog(t)
+	e := newEngine(t, Config{Source: log})
+	ctx := context.Background()
+	if err := e.ApplyPack(ctx, evs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	bogus := evs[2]
+	bogus.Type = "MessageTeleported"
+	err := e.ApplyPack(ctx, []eventstore.Event{bogus})
+	if !errors.Is(err, domain.ErrUnknownEventType) {
+		t.Fatalf("got %v, want ErrUnknownEventType", err)
+	}
+	if got := e.AppliedPosition(); got != 2 {
+		t.Fatalf("applied %d after a refused event, want 2", got)
+	}
+	if err := NewQueueState().Apply(bogus); !errors.Is(err, domain.ErrUnknownEventType) {
+		t.Fatalf("reducer: got %v, want ErrUnknownEventType", err)
+	}
+
+	wrongVersion := evs[2]
+	wrongVersion.SchemaVersion = 2
+	if err := e.ApplyPack(ctx, []eventstore.Event{wrongVersion}); !errors.Is(err, ErrUnsupportedEvent) {
+		t.Fatalf("schema version 2: got %v, want ErrUnsupportedEvent", err)
+	}
+}
+
+func TestInconsistentEventStopsApplying(t *testing.T) {
+	log := newMemLog()
+	t0 := time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)
+	evs := log.add(t,
+		domain.QueueCreated{Queue: "orders", Attributes: defaultAttrs(), CreatedAt: t0},
+		domain.MessageAcked{Queue: "orders", MessageID: "ghost", AckedAt: t0},
+	)
+	e := newEngine(t, Config{Source: log})
+	err := e.ApplyPack(context.Background(), evs)
+	if !errors.Is(err, ErrInconsistent) {
+		t.Fatalf("got %v, want ErrInconsistent", err)
+	}
+	// The whole pack is one transaction: nothing of it stays.
+	if got := e.AppliedPosition(); got != 0 {
+		t.Fatalf("applied %d, want 0", got)
+	}
+	if rows := queryRows(t, e.r, "SELECT name FROM queues"); len(rows) != 0 {
+		t.Fatalf("queues %v after a failed pack", rows)
+	}
+}
+
+func TestCheckpointSurvivesReopen(t *testing.T) {
+	log, evs := smallLog(t)
+	path := t.TempDir() + "/read.db"
+	e := newEngine(t, Config{Path: path, Source: log})
+	if err := e.ApplyPack(context.Background(), evs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	hub := &recordingHub{}
+	e2 := newEngine(t, Config{Path: path, Source: log, Hub: hub})
+	if got := e2.AppliedPosition(); got != 3 {
+		t.Fatalf("applied after reopen %d, want 3", got)
+	}
+	if hub.floor != 3 {
+		t.Fatalf("hub floor %d, want 3", hub.floor)
+	}
+	if err := e2.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "messages", messageRows(t, e2), [][]any{
+		{"m1", "acked", int64(1), int64(5)},
+		{"m2", "available", int64(0), int64(3)},
+	})
+}

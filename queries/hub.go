@@ -1,0 +1,223 @@
+package queries
+
+import (
+	"errors"
+	"sync"
+)
+
+// Reasons a Subscription ended, returned by (*Subscription).Err.
+var (
+	// ErrSlowSubscriber: the subscriber's buffer was full when an update
+	// came; it was dropped so that Publish never waits for it.
+	ErrSlowSubscriber = errors.New("queries: subscriber too slow, dropped")
+	// ErrHubClosed: the hub was closed (the server is shutting down).
+	ErrHubClosed = errors.New("queries: hub closed")
+	// ErrSubscriptionClosed: the subscriber closed its own subscription.
+	ErrSubscriptionClosed = errors.New("queries: subscription closed")
+)
+
+// HubConfig sizes a Hub.
+type HubConfig struct {
+	// Ring is how many recent updates are kept for subscribers that resume
+	// after a position (SSE Last-Event-ID). Default 10000.
+	Ring int
+	// Buffer is each subscriber's channel capacity. A subscriber that lets it
+	// fill up is dropped. Default 256.
+	Buffer int
+}
+
+func (c *HubConfig) setDefaults() {
+	if c.Ring <= 0 {
+		c.Ring = 10000
+	}
+	if c.Buffer <= 0 {
+		c.Buffer = 256
+	}
+}
+
+// Hub fans projection updates out to SSE subscribers and keeps a ring of the
+// most recent ones so that a reconnecting subscriber resumes with nothing
+// missed and nothing repeated. Publish never blocks: a subscriber that cannot
+// keep up is dropped, never allowed to slow the projections. All methods are
+// safe for concurrent use.
+//
+// Updates must be published in non-decreasing position order; several
+// updates may share a position (one event changes a message and its queue),
+// and they are delivered consecutively.
+type Hub struct {
+	cfg HubConfig
+
+	mu sync.Mutex
+	// ring is a circular buffer of the last len ≤ cfg.Ring updates; head is
+	// the index of the oldest.
+	ring []Update
+	head int
+	// floor is the highest position the ring can no longer replay: evicted
+	// updates and whatever happened before the hub learnt of the read side
+	// (SetFloor). A resume after floor is complete.
+	floor int64
+	// last is the highest position published.
+	last    int64
+	subs    map[*Subscription]struct{}
+	closed  bool
+	dropped uint64
+}
+
+// NewHub returns an empty hub.
+func NewHub(cfg HubConfig) *Hub {
+	cfg.setDefaults()
+	return &Hub{cfg: cfg, ring: make([]Update, 0, cfg.Ring), subs: make(map[*Subscription]struct{})}
+}
+
+// SetFloor tells the hub that the read side has already applied position
+// without this hub having seen the updates (the projections call it at start
+// with their checkpoint). A subscriber resuming from before it cannot be
+// replayed and gets complete=false. The floor only moves up.
+func (h *Hub) SetFloor(position int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.floor = max(h.floor, position)
+	h.last = max(h.last, position)
+}
+
+// Publish records updates in the ring and hands each to every subscriber
+// whose filter accepts it. It never blocks: a subscriber whose buffer is full
+// is dropped (its Done channel closes) and counted in Dropped.
+func (h *Hub) Publish(updates ...Update) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	for _, u := range updates {
+		h.record(u)
+		for s := range h.subs {
+			if s.filter != nil && !s.filter(u) {
+				continue
+			}
+			select {
+			case s.ch <- u:
+			default:
+				h.dropped++
+				h.endLocked(s, ErrSlowSubscriber)
+			}
+		}
+	}
+}
+
+func (h *Hub) record(u Update) {
+	if len(h.ring) < h.cfg.Ring {
+		h.ring = append(h.ring, u)
+	} else {
+		h.floor = max(h.floor, h.ring[h.head].Position)
+		h.ring[h.head] = u
+		h.head = (h.head + 1) % len(h.ring)
+	}
+	h.last = max(h.last, u.Position)
+}
+
+// Subscribe returns, atomically, the updates after position `after` still in
+// the ring (those filter accepts, oldest first) and a live subscription that
+// continues right after them: no gap, no duplicate. complete is false when
+// the ring no longer holds everything after `after` (or `after` is beyond
+// anything this hub knows); the caller should then send snapshots of the
+// current state instead. filter may be nil; it runs under the hub's lock and
+// must be quick and must not call the hub.
+func (h *Hub) Subscribe(after int64, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
+	sub = &Subscription{hub: h, filter: filter, ch: make(chan Update, h.cfg.Buffer), done: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		sub.err = ErrHubClosed
+		close(sub.done)
+		return nil, sub, false
+	}
+	complete = after >= h.floor && after <= h.last
+	for i := range h.ring {
+		u := h.ring[(h.head+i)%len(h.ring)]
+		if u.Position > after && (filter == nil || filter(u)) {
+			backlog = append(backlog, u)
+		}
+	}
+	h.subs[sub] = struct{}{}
+	return backlog, sub, complete
+}
+
+// Subscribers is the number of live subscriptions (for metrics).
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+// Dropped is how many subscribers were dropped for being too slow since the
+// hub started (for metrics).
+func (h *Hub) Dropped() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dropped
+}
+
+// Position is the highest position the hub has seen published (or set as
+// floor).
+func (h *Hub) Position() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+// Close ends every subscription (Err returns ErrHubClosed); later Publish
+// calls do nothing and later Subscribe calls return an ended subscription.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	for s := range h.subs {
+		h.endLocked(s, ErrHubClosed)
+	}
+}
+
+func (h *Hub) endLocked(s *Subscription, reason error) {
+	if _, ok := h.subs[s]; !ok {
+		return
+	}
+	delete(h.subs, s)
+	s.err = reason
+	close(s.done)
+}
+
+// Subscription is one subscriber's live feed from a Hub.
+type Subscription struct {
+	hub    *Hub
+	filter func(Update) bool
+	ch     chan Update
+	done   chan struct{}
+	err    error // guarded by hub.mu; set before done closes
+}
+
+// C delivers the updates published after the subscription began, in order.
+// It is never closed; stop reading when Done is closed (updates still
+// buffered in C may be drained first).
+func (s *Subscription) C() <-chan Update { return s.ch }
+
+// Done is closed when the subscription ends: dropped for slowness, the hub
+// closed, or Close called.
+func (s *Subscription) Done() <-chan struct{} { return s.done }
+
+// Err says why the subscription ended (ErrSlowSubscriber, ErrHubClosed or
+// ErrSubscriptionClosed), or nil while it is live.
+func (s *Subscription) Err() error {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.err
+}
+
+// Close ends the subscription; it is safe to call more than once.
+func (s *Subscription) Close() {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.hub.endLocked(s, ErrSubscriptionClosed)
+}
