@@ -210,7 +210,11 @@ func (a *App) Snapshot(ctx context.Context) (map[string]domain.Snapshot, error) 
 		if err := a.lockQueue(ctx, qs); err != nil {
 			return nil, err
 		}
-		out[qs.name] = qs.agg.Snapshot()
+		// A queue whose creation failed has no stream: the log does not
+		// know it, and neither does the snapshot.
+		if qs.agg.Version() > 0 {
+			out[qs.name] = qs.agg.Snapshot()
+		}
 		qs.mu.Unlock()
 	}
 	return out, nil

@@ -168,7 +168,6 @@ func (a *App) tick(qs *queueState) {
 		if err != nil {
 			a.log.WithError(err).WithField("queue", qs.name).Error("commands: scheduler could not record due events; retrying")
 			qs.mu.Lock()
-			qs.scheduled = 0
 			retryAt := a.now().Add(a.opts.RetryDelay).UnixMilli()
 			qs.scheduled = retryAt
 			qs.mu.Unlock()

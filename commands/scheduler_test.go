@@ -270,3 +270,55 @@ func TestLongPollEndsEmpty(t *testing.T) {
 		t.Fatalf("publish after Close: %v, want ErrUnavailable", err)
 	}
 }
+
+func TestLongPollWakesOnNack(t *testing.T) {
+	s, _ := openStore(t)
+	a := newApp(t, s, nil)
+	mustCreate(t, a, "orders", domain.AttributesPatch{})
+	mustPublish(t, a, "orders", "x")
+	m := mustReceive(t, a, Receive{Queue: "orders"})[0]
+	done := make(chan []ReceivedMessage, 1)
+	go func() {
+		r, _ := a.Receive(ctxT(), Receive{Queue: "orders", WaitMS: 20000})
+		done <- r.Messages
+	}()
+	waitUntil(t, "the receive is waiting", func() bool { return waiters(a, "orders") == 1 })
+	if _, err := a.Nack(ctxT(), Nack{Queue: "orders", Receipt: m.Receipt}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-done:
+		if len(got) != 1 || got[0].ID != m.ID || got[0].ReceiveCount != 2 {
+			t.Fatalf("got %+v", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the nack did not wake the waiting receive")
+	}
+}
+
+func TestSchedulerRetriesAfterAFailedAppend(t *testing.T) {
+	s, _ := openStore(t)
+	f := &faultyStore{Store: s}
+	a, err := New(f, Options{Logger: quietLogger(), RetryDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	mustCreate(t, a, "orders", domain.AttributesPatch{VisibilityTimeoutMS: i64(100)})
+	mustPublish(t, a, "orders", "x")
+	first := mustReceive(t, a, Receive{Queue: "orders"})
+	// Nothing else appends now: the next append is the scheduler's expiry
+	// of that lease, and it fails.
+	f.failNext.Store(1)
+	got := mustReceive(t, a, Receive{Queue: "orders", WaitMS: 10000})
+	if len(got) != 1 || got[0].ID != first[0].ID || got[0].ReceiveCount != 2 {
+		t.Fatalf("after the failed expiry and its retry: %+v", got)
+	}
+	if f.failNext.Load() >= 0 {
+		t.Fatal("the fault was never injected")
+	}
+	if n := len(eventsOfType(logged(t, s), domain.TypeMessageLeaseExpired)); n != 1 {
+		t.Fatalf("%d expiries logged, want 1", n)
+	}
+	checkRestart(t, a, f)
+}

@@ -275,6 +275,10 @@ func (q *Queue) Receive(req ReceiveRequest, now time.Time) ([]Event, []Lease, er
 	}
 	n := now.UnixMilli()
 	var chosen []uint32
+	// Messages past retention are skipped, not leased; widen the search
+	// while they crowd the front, but only so far: behind a large backlog
+	// of them (the scheduler is working through it) a receive answers with
+	// fewer messages rather than get slow.
 	for limit := max; ; limit *= 2 {
 		cands := q.ready.dueBefore(q.msgs.slots, n, limit)
 		chosen = chosen[:0]
@@ -283,7 +287,7 @@ func (q *Queue) Receive(req ReceiveRequest, now time.Time) ([]Event, []Lease, er
 				chosen = append(chosen, i)
 			}
 		}
-		if len(chosen) == max || len(cands) < limit {
+		if len(chosen) == max || len(cands) < limit || limit >= maxReceiveScan {
 			break
 		}
 	}
@@ -317,6 +321,9 @@ func (q *Queue) Receive(req ReceiveRequest, now time.Time) ([]Event, []Lease, er
 	}
 	return ev, leases, nil
 }
+
+// maxReceiveScan bounds how many ready messages one receive looks at.
+const maxReceiveScan = 4096
 
 // LeaseInfo describes a live lease (or one the scheduler found due).
 type LeaseInfo struct {
