@@ -1,0 +1,217 @@
+package queries
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func upd(pos int64, queue string) Update {
+	return Update{Position: pos, Event: EventQueueUpdated, Queue: queue, Data: json.RawMessage(`{}`)}
+}
+
+func positions(us []Update) []int64 {
+	out := make([]int64, len(us))
+	for i, u := range us {
+		out[i] = u.Position
+	}
+	return out
+}
+
+func TestSubscribeReplaysRingThenLive(t *testing.T) {
+	h := NewHub(HubConfig{Ring: 10, Buffer: 10})
+	h.Publish(upd(1, "a"), upd(2, "b"), upd(3, "a"))
+	backlog, sub, complete := h.Subscribe(1, nil)
+	defer sub.Close()
+	if !complete {
+		t.Fatal("complete = false, want true: the ring holds everything after 1")
+	}
+	if got := fmt.Sprint(positions(backlog)); got != "[2 3]" {
+		t.Fatalf("backlog %s, want [2 3]", got)
+	}
+	h.Publish(upd(4, "b"))
+	if u := <-sub.C(); u.Position != 4 {
+		t.Fatalf("live update %d, want 4", u.Position)
+	}
+}
+
+func TestSubscribeFilter(t *testing.T) {
+	h := NewHub(HubConfig{})
+	onlyA := func(u Update) bool { return u.Queue == "a" }
+	h.Publish(upd(1, "a"), upd(2, "b"))
+	backlog, sub, _ := h.Subscribe(0, onlyA)
+	defer sub.Close()
+	h.Publish(upd(3, "b"), upd(4, "a"))
+	if got := fmt.Sprint(positions(backlog)); got != "[1]" {
+		t.Fatalf("backlog %s, want [1]", got)
+	}
+	if u := <-sub.C(); u.Position != 4 {
+		t.Fatalf("live update %d, want 4 (3 is queue b)", u.Position)
+	}
+}
+
+func TestSubscribeIncompleteWhenRingEvicted(t *testing.T) {
+	h := NewHub(HubConfig{Ring: 3})
+	for p := int64(1); p <= 5; p++ {
+		h.Publish(upd(p, "a"))
+	}
+	for _, c := range []struct {
+		after    int64
+		complete bool
+		backlog  string
+	}{
+		{after: 0, complete: false, backlog: "[3 4 5]"},
+		{after: 1, complete: false, backlog: "[3 4 5]"}, // 2 was evicted
+		{after: 2, complete: true, backlog: "[3 4 5]"},
+		{after: 4, complete: true, backlog: "[5]"},
+		{after: 5, complete: true, backlog: "[]"},
+		{after: 9, complete: false, backlog: "[]"}, // from a history this hub never saw
+	} {
+		backlog, sub, complete := h.Subscribe(c.after, nil)
+		sub.Close()
+		if complete != c.complete || fmt.Sprint(positions(backlog)) != c.backlog {
+			t.Errorf("after %d: complete %v backlog %v, want %v %s", c.after, complete, positions(backlog), c.complete, c.backlog)
+		}
+	}
+}
+
+func TestSetFloorMakesOlderResumesIncomplete(t *testing.T) {
+	h := NewHub(HubConfig{})
+	h.SetFloor(100) // the read side was at 100 when this process started
+	if _, sub, complete := h.Subscribe(50, nil); complete {
+		t.Fatal("resume after 50 complete, want incomplete: 51…100 are not in this hub")
+	} else {
+		sub.Close()
+	}
+	if _, sub, complete := h.Subscribe(100, nil); !complete {
+		t.Fatal("resume after 100 incomplete, want complete")
+	} else {
+		sub.Close()
+	}
+}
+
+func TestSlowSubscriberIsDroppedWithoutBlocking(t *testing.T) {
+	h := NewHub(HubConfig{Buffer: 2})
+	_, slow, _ := h.Subscribe(0, nil)
+	_, fast, _ := h.Subscribe(0, nil)
+	var got []int64
+	for p := int64(1); p <= 5; p++ {
+		h.Publish(upd(p, "a")) // would deadlock here if Publish waited for slow
+		got = append(got, (<-fast.C()).Position)
+	}
+	select {
+	case <-slow.Done():
+	default:
+		t.Fatal("slow subscriber not dropped")
+	}
+	if !errors.Is(slow.Err(), ErrSlowSubscriber) {
+		t.Fatalf("slow.Err() = %v, want ErrSlowSubscriber", slow.Err())
+	}
+	if fast.Err() != nil {
+		t.Fatalf("fast.Err() = %v, want nil", fast.Err())
+	}
+	if fmt.Sprint(got) != "[1 2 3 4 5]" {
+		t.Fatalf("fast got %v", got)
+	}
+	if h.Dropped() != 1 || h.Subscribers() != 1 {
+		t.Fatalf("dropped %d subscribers %d, want 1 and 1", h.Dropped(), h.Subscribers())
+	}
+	// What the slow one had buffered is still readable, in order.
+	if a, b := <-slow.C(), <-slow.C(); a.Position != 1 || b.Position != 2 {
+		t.Fatalf("slow buffered %d %d, want 1 2", a.Position, b.Position)
+	}
+}
+
+func TestCloseEndsSubscriptions(t *testing.T) {
+	h := NewHub(HubConfig{})
+	_, sub, _ := h.Subscribe(0, nil)
+	sub.Close()
+	sub.Close() // twice is fine
+	if !errors.Is(sub.Err(), ErrSubscriptionClosed) || h.Subscribers() != 0 {
+		t.Fatalf("after Close: err %v, subscribers %d", sub.Err(), h.Subscribers())
+	}
+	_, sub2, _ := h.Subscribe(0, nil)
+	h.Close()
+	<-sub2.Done()
+	if !errors.Is(sub2.Err(), ErrHubClosed) {
+		t.Fatalf("err %v, want ErrHubClosed", sub2.Err())
+	}
+	_, sub3, complete := h.Subscribe(0, nil)
+	<-sub3.Done()
+	if complete || !errors.Is(sub3.Err(), ErrHubClosed) {
+		t.Fatalf("subscribe after close: complete %v err %v", complete, sub3.Err())
+	}
+	h.Publish(upd(1, "a")) // no effect, no panic
+}
+
+// Subscribers join and rejoin (resuming after the last position they saw)
+// while a publisher runs: each must see every position exactly once, in
+// order. Positions come in groups of two updates, as an event that changes a
+// message and its queue does.
+func TestConcurrentPublishAndResumeNeverLosesOrDuplicates(t *testing.T) {
+	const (
+		last        = 3000
+		subscribers = 8
+	)
+	h := NewHub(HubConfig{Ring: 2 * last, Buffer: 64})
+	var wg sync.WaitGroup
+	errs := make(chan error, subscribers)
+	for i := range subscribers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var seen []Update
+			after := int64(0)
+			for round := 0; ; round++ {
+				backlog, sub, complete := h.Subscribe(after, nil)
+				if !complete {
+					sub.Close()
+					errs <- fmt.Errorf("subscriber %d: resume after %d incomplete", i, after)
+					return
+				}
+				seen = append(seen, backlog...)
+				// Leave after a few updates (more each round), to resume.
+				budget := 50 * (round + 1)
+			live:
+				for budget > 0 && len(seen) < 2*last {
+					select {
+					case u := <-sub.C():
+						seen = append(seen, u)
+						budget--
+					case <-sub.Done():
+						break live // dropped for slowness: resume like an SSE client
+					}
+				}
+				sub.Close()
+				// Drain nothing more: resume from the last complete position.
+				if len(seen) == 2*last {
+					break
+				}
+				// Like an SSE client that only trusts ids of complete groups,
+				// drop a trailing half group and resume after the group before.
+				if n := len(seen); n%2 == 1 {
+					seen = seen[:n-1]
+				}
+				if len(seen) > 0 {
+					after = seen[len(seen)-1].Position
+				}
+			}
+			for k, u := range seen {
+				if want := int64(k/2 + 1); u.Position != want {
+					errs <- fmt.Errorf("subscriber %d: update %d has position %d, want %d", i, k, u.Position, want)
+					return
+				}
+			}
+		}()
+	}
+	for p := int64(1); p <= last; p++ {
+		h.Publish(Update{Position: p, Event: EventMessageUpdated, Queue: "q"}, Update{Position: p, Event: EventQueueUpdated, Queue: "q"})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
