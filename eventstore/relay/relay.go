@@ -305,7 +305,11 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 		bm.Close()
 		_ = sub.Close()
 	}()
-	msgs, err := sub.Subscribe(ctx, eventsTopic)
+	// The subscription ends through sub.Close (deferred) rather than ctx:
+	// Close lets watermill-sql commit the offset of a pack already acked,
+	// where a cancelled context would roll it back and the pack would be
+	// published again after a restart.
+	msgs, err := sub.Subscribe(context.WithoutCancel(ctx), eventsTopic)
 	if err != nil {
 		r.readErrs.Add(1)
 		return -1, fmt.Errorf("relay: subscribe to the log: %w", err)
