@@ -397,7 +397,7 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 // rewind sets the relay's offset back to pos so the packs after it are
 // published again.
 func (r *Relay) rewind(ctx context.Context, pos int64) error {
-	r.logger.Error("Redis lost published events; relaying again", nil, watermill.LogFields{
+	r.logger.Info("Redis lost published events; relaying again", watermill.LogFields{
 		"from_position": pos + 1, "relayed_position": r.relayed.Load(),
 	})
 	tx, err := r.db.BeginTx(ctx, nil)
