@@ -30,20 +30,16 @@ var assetsFS embed.FS
 // shows at once. They link assets with ?v=<content hash>; a request that
 // names the current hash may be cached forever, any other revalidates.
 const (
-	cachePage      = "no-cache"
-	cacheImmutable = "public, max-age=31536000, immutable"
-	cacheRevalid   = "no-cache"
+	cacheRevalidate = "no-cache"
+	cacheImmutable  = "public, max-age=31536000, immutable"
 )
 
-// Content Security Policies. The dashboard runs only its own script and
-// styles. Swagger UI sets style attributes while rendering, so the docs page
-// allows inline styles, and still no inline script or eval.
-const (
-	cspDashboard = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-		"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-	cspDocs = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; " +
-		"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
+// csp lets the pages run only their own scripts and styles from /assets/
+// and talk only to this origin. Swagger UI sets styles through the DOM,
+// which style-src 'self' allows; it needs no eval and no inline script.
+// Images may be data: URLs (Swagger UI's icons).
+const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // contentTypes is fixed here rather than taken from mime.TypeByExtension,
 // which reads the host's mime.types and could change what a browser with
@@ -53,7 +49,6 @@ var contentTypes = map[string]string{
 	".js":   "text/javascript; charset=utf-8",
 	".css":  "text/css; charset=utf-8",
 	".svg":  "image/svg+xml",
-	".json": "application/json",
 }
 
 // gzipMin: smaller files gain too little from compression to be worth it.
@@ -61,11 +56,11 @@ const gzipMin = 1024
 
 // file is one servable body with what its responses need.
 type file struct {
-	name        string // for http.ServeContent's Range handling and logs
+	name        string // embedded path, given to http.ServeContent
 	body        []byte
 	contentType string
 	hash        string // hex SHA-256 of body
-	csp         string // pages only
+	page        bool   // an HTML page rather than an asset
 
 	gzOnce sync.Once
 	gz     []byte // compressed body, nil when not worth it
@@ -156,20 +151,17 @@ func newSite() (*site, error) {
 			return "/assets/" + name + "?v=" + f.version(), nil
 		},
 	}
-	for urlPath, page := range map[string]struct{ file, csp string }{
-		"/":     {"pages/dashboard.html", cspDashboard},
-		"/docs": {"pages/docs.html", cspDocs},
-	} {
-		t, err := template.New(path.Base(page.file)).Funcs(funcs).ParseFS(pagesFS, page.file)
+	for urlPath, name := range map[string]string{"/": "pages/dashboard.html", "/docs": "pages/docs.html"} {
+		t, err := template.New(path.Base(name)).Funcs(funcs).ParseFS(pagesFS, name)
 		if err != nil {
-			return nil, fmt.Errorf("web: parse %s: %w", page.file, err)
+			return nil, fmt.Errorf("web: parse %s: %w", name, err)
 		}
 		var buf bytes.Buffer
 		if err := t.Execute(&buf, nil); err != nil {
-			return nil, fmt.Errorf("web: render %s: %w", page.file, err)
+			return nil, fmt.Errorf("web: render %s: %w", name, err)
 		}
-		f := newFile(page.file, buf.Bytes())
-		f.csp = page.csp
+		f := newFile(name, buf.Bytes())
+		f.page = true
 		s.files[urlPath] = f
 	}
 	return s, nil
@@ -209,16 +201,16 @@ func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", f.contentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	switch {
-	case f.csp != "":
-		h.Set("Cache-Control", cachePage)
-		h.Set("Content-Security-Policy", f.csp)
+	case f.page:
+		h.Set("Cache-Control", cacheRevalidate)
+		h.Set("Content-Security-Policy", csp)
 		// The dashboard puts the token in the SSE URL; never leak URLs.
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 	case r.URL.Query().Get("v") == f.version():
 		h.Set("Cache-Control", cacheImmutable)
 	default:
-		h.Set("Cache-Control", cacheRevalid)
+		h.Set("Cache-Control", cacheRevalidate)
 	}
 
 	body, etag := f.body, `"`+f.version()+`"`

@@ -46,6 +46,7 @@
     feedStatus: $("feed-status"),
     feedPause: $("feed-pause"),
     feedClear: $("feed-clear"),
+    feedAll: $("feed-all"),
     lastPosition: $("last-position"),
     lastUpdate: $("last-update"),
     dialog: $("message-dialog"),
@@ -659,6 +660,7 @@
     if (feedPaused) parts.push("paused" + (feedMissed ? " · " + numberFmt.format(feedMissed) + " new" : ""));
     const status = parts.join(" · ");
     if (ui.feedStatus.textContent !== status) ui.feedStatus.textContent = status;
+    ui.feedAll.hidden = feedQueue === null;
   }
 
   function setFeedQueue(name) {
@@ -894,6 +896,7 @@
       }
       scheduleRender();
     });
+    ui.feedAll.addEventListener("click", () => setFeedQueue(null));
     ui.feedClear.addEventListener("click", () => {
       feedLog.length = 0;
       feedMissed = 0;
