@@ -80,9 +80,7 @@ func newFile(name string, body []byte) *file {
 func (f *file) version() string { return f.hash[:16] }
 
 func (f *file) compressible() bool {
-	ct := f.contentType
-	return len(f.body) >= gzipMin && (strings.HasPrefix(ct, "text/") ||
-		strings.Contains(ct, "javascript") || strings.Contains(ct, "json") || strings.Contains(ct, "svg"))
+	return len(f.body) >= gzipMin && (strings.HasPrefix(f.contentType, "text/") || f.contentType == "image/svg+xml")
 }
 
 // gzipped compresses the body once, on first demand: the Swagger UI bundle
@@ -185,6 +183,7 @@ func Handler() http.Handler {
 	return s
 }
 
+// ServeHTTP answers from the prebuilt files; it never touches the disk.
 func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f, ok := s.files[r.URL.Path]
 	if !ok {
