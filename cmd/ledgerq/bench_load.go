@@ -227,11 +227,21 @@ func (t *benchTarget) receiveAck(ctx context.Context, queue string, body []byte,
 }
 
 // queueReady reads a queue's ready count once the read side has applied
-// position minPos.
+// position minPos, asking again for up to a minute while the server answers
+// consistency_timeout (a read side still catching up after a burst).
 func (t *benchTarget) queueReady(ctx context.Context, queue string, minPos int64) (int64, error) {
 	var buf bytes.Buffer
-	if _, err := t.call(ctx, http.MethodGet, messagesPath(queue), nil, &buf, "X-Ledgerq-Min-Position", strconv.FormatInt(minPos, 10)); err != nil {
-		return 0, err
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := t.call(ctx, http.MethodGet, messagesPath(queue), nil, &buf, "X-Ledgerq-Min-Position", strconv.FormatInt(minPos, 10))
+		var he *benchHTTPError
+		if errors.As(err, &he) && he.Code == "consistency_timeout" && time.Now().Before(deadline) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		break
 	}
 	var q struct {
 		Stats struct {
