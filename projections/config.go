@@ -48,6 +48,11 @@ type Config struct {
 	// DecodePack turns a bus message into its events, in position order
 	// (relay.DecodePack). Required with Subscriber.
 	DecodePack func(*message.Message) ([]eventstore.Event, error)
+	// Upcast brings an event's data to the current schema version
+	// ((*eventstore.Store).Upcast). Packs carry events as stored, so it is
+	// applied to every event, whichever way it came (upcasting is
+	// idempotent). Nil: events are taken as they are.
+	Upcast func(eventstore.Event) (eventstore.Event, error)
 	// Hub is told about every committed change. Optional.
 	Hub UpdatePublisher
 	// HandlerName names the router handler. Default "ledgerq-projections".
@@ -106,4 +111,35 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("projections: DecodePack is required with a Subscriber"))
 	}
 	return errors.Join(errs...)
+}
+
+// RangeSource adapts a reader of event ranges, such as (*relay.Bus).ReadRange
+// on a query node, to a Source.
+type RangeSource struct {
+	// Read returns events after position after, in position order, at most
+	// limit of them (limit <= 0: all it has).
+	Read func(ctx context.Context, after int64, limit int) ([]eventstore.Event, error)
+	// PageSize is the limit of each Read; 0 reads everything in one call
+	// (ReadRange scans its stream from the newest entry back on every call,
+	// so one call is cheaper than many pages).
+	PageSize int
+}
+
+// ReadAll implements Source.
+func (s RangeSource) ReadAll(ctx context.Context, after int64, fn func(eventstore.Event) error) error {
+	for {
+		events, err := s.Read(ctx, after, s.PageSize)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if err := fn(e); err != nil {
+				return err
+			}
+			after = e.Position
+		}
+		if len(events) == 0 || s.PageSize <= 0 || len(events) < s.PageSize {
+			return nil
+		}
+	}
 }

@@ -28,6 +28,17 @@ func unmarshalAs[T domain.Event](raw json.RawMessage) (domain.Event, error) {
 // schema version other than today's (the store upcasts older ones) and an
 // event whose queue does not own its stream.
 func decode(e eventstore.Event) (decoded, error) {
+	return decodeWith(nil, e)
+}
+
+// decodeWith upcasts the event first when upcast is set.
+func decodeWith(upcast func(eventstore.Event) (eventstore.Event, error), e eventstore.Event) (decoded, error) {
+	if upcast != nil {
+		var err error
+		if e, err = upcast(e); err != nil {
+			return decoded{}, fmt.Errorf("event at position %d: %w", e.Position, err)
+		}
+	}
 	var (
 		ev  domain.Event
 		err error

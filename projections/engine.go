@@ -208,14 +208,16 @@ func (e *Engine) Run(ctx context.Context) error {
 		router.AddConsumerHandler(e.cfg.HandlerName, e.cfg.Topic, e.cfg.Subscriber, e.handleMessage)
 		routerErr = make(chan error, 1)
 		go func() { routerErr <- router.Run(ctx) }()
+		// WARNING: no ctx.Done case here. Closing a watermill router before
+		// it runs makes Close wait its whole CloseTimeout (Close holds the
+		// handlers lock Run needs); Running comes even when ctx has ended.
 		select {
 		case <-router.Running():
 		case err := <-routerErr:
+			if ctx.Err() != nil {
+				return nil
+			}
 			return fmt.Errorf("projections: bus subscription ended at start: %w", err)
-		case <-ctx.Done():
-			router.Close()
-			<-routerErr
-			return nil
 		}
 		e.tryCatchUp(ctx)
 	}
@@ -236,6 +238,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			return nil
 		case err := <-routerErr:
+			if ctx.Err() != nil {
+				return nil // the router noticed the end of ctx first
+			}
 			if err == nil {
 				err = errors.New("router stopped")
 			}
@@ -326,7 +331,7 @@ func (e *Engine) ApplyPack(ctx context.Context, events []eventstore.Event) error
 				return fmt.Errorf("%w: pack starts at %d, source ends at %d", ErrGap, ev.Position, reached)
 			}
 		}
-		d, err := decode(ev)
+		d, err := decodeWith(e.cfg.Upcast, ev)
 		if err != nil {
 			return err
 		}
@@ -369,7 +374,7 @@ func (e *Engine) catchUpLocked(ctx context.Context, upTo int64, notify bool) err
 		if ev.Position > next {
 			return fmt.Errorf("%w: source went from %d to %d", ErrGap, next-1, ev.Position)
 		}
-		d, err := decode(ev)
+		d, err := decodeWith(e.cfg.Upcast, ev)
 		if err != nil {
 			return err
 		}

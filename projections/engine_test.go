@@ -365,3 +365,52 @@ func TestCheckpointSurvivesReopen(t *testing.T) {
 		{"m2", "available", int64(0), int64(3)},
 	})
 }
+
+func TestUpcastIsAppliedToPacks(t *testing.T) {
+	log, evs := smallLog(t)
+	old := evs[1]
+	old.SchemaVersion = 0 // as if stored by an older release
+	upcasts := 0
+	e := newEngine(t, Config{Source: log, Upcast: func(ev eventstore.Event) (eventstore.Event, error) {
+		upcasts++
+		if ev.SchemaVersion == 0 {
+			ev.SchemaVersion = 1
+		}
+		return ev, nil
+	}})
+	if err := e.ApplyPack(context.Background(), []eventstore.Event{evs[0], old}); err != nil {
+		t.Fatal(err)
+	}
+	if upcasts != 2 || e.AppliedPosition() != 2 {
+		t.Fatalf("upcasts %d, applied %d; want 2 and 2", upcasts, e.AppliedPosition())
+	}
+}
+
+func TestRangeSourcePages(t *testing.T) {
+	log, _ := smallLog(t)
+	var calls []int64
+	src := RangeSource{PageSize: 2, Read: func(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
+		calls = append(calls, after)
+		var out []eventstore.Event
+		err := log.ReadAll(ctx, after, func(e eventstore.Event) error {
+			if len(out) == limit {
+				return errStop
+			}
+			out = append(out, e)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return nil, err
+		}
+		return out, nil
+	}}
+	var got []int64
+	if err := src.ReadAll(context.Background(), 0, func(e eventstore.Event) error {
+		got = append(got, e.Position)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "positions", got, []int64{1, 2, 3, 4, 5})
+	mustEqual(t, "reads after", calls, []int64{0, 2, 4})
+}
