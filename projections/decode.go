@@ -1,7 +1,6 @@
 package projections
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/ledgerq/ledgerq/domain"
@@ -12,14 +11,6 @@ import (
 type decoded struct {
 	eventstore.Event
 	data domain.Event
-}
-
-func unmarshalAs[T domain.Event](raw json.RawMessage) (domain.Event, error) {
-	var v T
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, err
-	}
-	return v, nil
 }
 
 // decode turns a recorded event into its domain type. An event type the
@@ -39,42 +30,9 @@ func decodeWith(upcast func(eventstore.Event) (eventstore.Event, error), e event
 			return decoded{}, fmt.Errorf("event at position %d: %w", e.Position, err)
 		}
 	}
-	var (
-		ev  domain.Event
-		err error
-	)
-	switch e.Type {
-	case domain.TypeQueueCreated:
-		ev, err = unmarshalAs[domain.QueueCreated](e.Data)
-	case domain.TypeQueueConfigured:
-		ev, err = unmarshalAs[domain.QueueConfigured](e.Data)
-	case domain.TypeQueuePurged:
-		ev, err = unmarshalAs[domain.QueuePurged](e.Data)
-	case domain.TypeQueueDeleted:
-		ev, err = unmarshalAs[domain.QueueDeleted](e.Data)
-	case domain.TypeMessagePublished:
-		ev, err = unmarshalAs[domain.MessagePublished](e.Data)
-	case domain.TypeMessageLeased:
-		ev, err = unmarshalAs[domain.MessageLeased](e.Data)
-	case domain.TypeMessageLeaseExtended:
-		ev, err = unmarshalAs[domain.MessageLeaseExtended](e.Data)
-	case domain.TypeMessageAcked:
-		ev, err = unmarshalAs[domain.MessageAcked](e.Data)
-	case domain.TypeMessageReleased:
-		ev, err = unmarshalAs[domain.MessageReleased](e.Data)
-	case domain.TypeMessageLeaseExpired:
-		ev, err = unmarshalAs[domain.MessageLeaseExpired](e.Data)
-	case domain.TypeMessageDeadLettered:
-		ev, err = unmarshalAs[domain.MessageDeadLettered](e.Data)
-	case domain.TypeMessageExpired:
-		ev, err = unmarshalAs[domain.MessageExpired](e.Data)
-	case domain.TypeMessageRedriven:
-		ev, err = unmarshalAs[domain.MessageRedriven](e.Data)
-	default:
-		return decoded{}, fmt.Errorf("event at position %d: %w: %q", e.Position, domain.ErrUnknownEventType, e.Type)
-	}
+	ev, err := domain.DecodeEvent(e.Type, e.Data)
 	if err != nil {
-		return decoded{}, fmt.Errorf("event at position %d: decode %s: %w", e.Position, e.Type, err)
+		return decoded{}, fmt.Errorf("event at position %d: %w", e.Position, err)
 	}
 	if e.SchemaVersion != ev.SchemaVersion() {
 		return decoded{}, fmt.Errorf("event at position %d: %s schema version %d, want %d: %w",

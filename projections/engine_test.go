@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/ledgerq/ledgerq/domain"
 	"github.com/ledgerq/ledgerq/eventstore"
 	"github.com/ledgerq/ledgerq/queries"
@@ -414,3 +416,49 @@ func TestRangeSourcePages(t *testing.T) {
 	mustEqual(t, "positions", got, []int64{1, 2, 3, 4, 5})
 	mustEqual(t, "reads after", calls, []int64{0, 2, 4})
 }
+
+// Without a bus the engine follows the Source by itself.
+func TestRunWithoutBusFollowsSource(t *testing.T) {
+	log, _ := smallLog(t)
+	e := newEngine(t, Config{Source: log, PollInterval: 5 * time.Millisecond})
+	runEngine(t, context.Background(), e)
+	waitApplied(t, e, 5)
+	t0 := time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)
+	log.add(t, domain.MessageExpired{Queue: "orders", MessageID: "m2", ExpiredAt: t0})
+	waitApplied(t, e, 6)
+	mustEqual(t, "messages", messageRows(t, e), [][]any{
+		{"m1", "acked", int64(1), int64(5)},
+		{"m2", "expired", int64(0), int64(6)},
+	})
+}
+
+// A pack that cannot be applied is refused (nacked) and reported by
+// LastError until a later attempt succeeds.
+func TestFailingPackIsReportedThenRecovers(t *testing.T) {
+	log, evs := smallLog(t)
+	bad := evs[0]
+	bad.Type = "QueueTeleported"
+	packs := map[string][]eventstore.Event{"bad": {bad}, "good": evs}
+	e := newEngine(t, Config{Source: log, Subscriber: nopSubscriber{}, DecodePack: func(m *message.Message) ([]eventstore.Event, error) {
+		return packs[string(m.Payload)], nil
+	}})
+	if err := e.handleMessage(message.NewMessage("1", []byte("bad"))); !errors.Is(err, domain.ErrUnknownEventType) {
+		t.Fatalf("bad pack: %v", err)
+	}
+	if !errors.Is(e.LastError(), domain.ErrUnknownEventType) {
+		t.Fatalf("LastError %v", e.LastError())
+	}
+	if err := e.handleMessage(message.NewMessage("2", []byte("good"))); err != nil {
+		t.Fatal(err)
+	}
+	if e.LastError() != nil || e.AppliedPosition() != 5 {
+		t.Fatalf("after a good pack: LastError %v, applied %d", e.LastError(), e.AppliedPosition())
+	}
+}
+
+type nopSubscriber struct{}
+
+func (nopSubscriber) Subscribe(context.Context, string) (<-chan *message.Message, error) {
+	return make(chan *message.Message), nil
+}
+func (nopSubscriber) Close() error { return nil }

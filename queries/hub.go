@@ -43,7 +43,9 @@ func (c *HubConfig) setDefaults() {
 //
 // Updates must be published in non-decreasing position order; several
 // updates may share a position (one event changes a message and its queue),
-// and they are delivered consecutively.
+// and they are delivered consecutively. An SSE writer that sets `id:` only
+// on the last update of a position it sends makes a client cut off inside a
+// group resume before the group (a repeat of state, never a loss).
 type Hub struct {
 	cfg HubConfig
 
