@@ -38,13 +38,18 @@ type streamReader interface {
 	ReadStream(ctx context.Context, streamID string, afterVersion int64, fn func(eventstore.Event) error) error
 }
 
-// Errors of the command side (besides *domain.Error).
-var (
-	// ErrUnavailable: the event store could not take the append (disk,
-	// closed store) or the app is shutting down; nothing was recorded.
-	// HTTP answers 503.
-	ErrUnavailable = errors.New("commands: event store unavailable")
-)
+// ErrUnavailable: the event store could not take the append (disk,
+// closed store) or the app is shutting down; nothing was recorded. HTTP
+// answers 503. Errors wrapping it also answer Unavailable() == true, for
+// edges that classify by behaviour rather than by sentinel.
+var ErrUnavailable error = &unavailableError{"commands: event store unavailable"}
+
+type unavailableError struct{ msg string }
+
+func (e *unavailableError) Error() string { return e.msg }
+
+// Unavailable reports that the failure is the service's, and temporary.
+func (e *unavailableError) Unavailable() bool { return true }
 
 // SchedulerSubject is the metadata subject of the events the scheduler
 // appends (lease expiries, dead-lettering, retention).

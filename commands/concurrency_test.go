@@ -250,3 +250,20 @@ func TestVersionConflictIsRetriedOnce(t *testing.T) {
 	wantErr(t, err, domain.ErrConflict)
 	checkRestart(t, a, f)
 }
+
+func TestUnavailableErrorsSayUnavailable(t *testing.T) {
+	s, _ := openStore(t)
+	f := &faultyStore{Store: s}
+	a := newApp(t, f, newClock())
+	mustCreate(t, a, "orders", domain.AttributesPatch{})
+	f.failNext.Store(1)
+	_, err := a.Publish(ctxT(), Publish{Queue: "orders", Message: Message{Body: "x"}})
+	var u interface{ Unavailable() bool }
+	if !errors.As(err, &u) || !u.Unavailable() || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("error %v does not say it is unavailable", err)
+	}
+	_, err = a.Publish(ctxT(), Publish{Queue: "nope", Message: Message{Body: "x"}})
+	if errors.As(err, &u) {
+		t.Fatalf("a domain error claims to be unavailable: %v", err)
+	}
+}
