@@ -191,10 +191,12 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 	for name, pos := range advanced {
 		e.cps[name] = pos
 	}
-	e.signal.set(e.minCheckpoint())
+	// The hub first: whoever sees the new position (WaitFor, an SSE
+	// handler choosing where to resume) must find its updates there.
 	if len(updates) > 0 {
 		e.cfg.Hub.Publish(updates...)
 	}
+	e.signal.set(e.minCheckpoint())
 	return nil
 }
 
