@@ -1,0 +1,255 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// maxJSONDepth bounds nesting: the deepest request ledgerq takes is a batch
+// entry's headers, four levels down, so anything near this is an attack.
+const maxJSONDepth = 32
+
+// decodeJSON reads r's body, at most limit bytes, into dst, strictly: the
+// body must be one JSON object with known fields of the right types, no
+// duplicate keys and nothing after it. With optional, an empty body leaves
+// dst as it is. Errors are apiErrors (400, 413, 415).
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bool, dst any) error {
+	if r.ContentLength > limit {
+		// Refuse before reading a byte: the declared length is enough.
+		return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct != "" && r.ContentLength != 0 {
+		if err := checkJSONContentType(ct); err != nil {
+			return err
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
+		}
+		return fmt.Errorf("read request body: %w", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return invalid("", "a JSON request body is required")
+	}
+	if err := checkJSONContentType(ct); err != nil {
+		return err
+	}
+	return unmarshalStrict(body, dst)
+}
+
+// checkJSONContentType accepts application/json, with at most a UTF-8
+// charset (RFC 8259 JSON is UTF-8).
+func checkJSONContentType(ct string) error {
+	if ct == "" {
+		return unsupportedMedia("send the body as application/json")
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return unsupportedMedia("send the body as application/json")
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return unsupportedMedia("JSON bodies must be UTF-8")
+	}
+	return nil
+}
+
+// unmarshalStrict decodes one JSON object into dst. It is also used for the
+// entries of a batch, one by one, so that an error can name its index.
+func unmarshalStrict(data []byte, dst any) error {
+	if err := checkShape(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+// checkShape walks the tokens once before decoding: the body must be an
+// object, nested at most maxJSONDepth deep, without a key twice in one
+// object (encoding/json would silently keep the last, so two readers of the
+// same body could disagree on what it says).
+func checkShape(data []byte) error {
+	type frame struct {
+		object  bool
+		wantKey bool
+		keys    map[string]struct{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var stack []*frame
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	for first := true; ; first = false {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if first {
+				return invalid("", "a JSON request body is required")
+			}
+			return nil
+		}
+		if err != nil {
+			return decodeError(err)
+		}
+		if first {
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return invalid("", "the request body must be a JSON object")
+			}
+		}
+		top := (*frame)(nil)
+		if n := len(stack); n > 0 {
+			top = stack[n-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if len(stack) >= maxJSONDepth {
+					return invalid("", fmt.Sprintf("JSON nested deeper than %d levels", maxJSONDepth))
+				}
+				if top != nil && top.object {
+					top.wantKey = false
+				}
+				stack = append(stack, &frame{object: t == '{', wantKey: t == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+				valueDone()
+				if len(stack) == 0 {
+					// Whatever follows the object is reported by the decoder.
+					return nil
+				}
+			}
+		case string:
+			if top != nil && top.object && top.wantKey {
+				if top.keys == nil {
+					top.keys = make(map[string]struct{})
+				}
+				if _, dup := top.keys[t]; dup {
+					return invalid(t, "duplicate key")
+				}
+				top.keys[t] = struct{}{}
+				top.wantKey = false
+				continue
+			}
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+}
+
+// decodeError turns encoding/json's errors into invalid_argument problems
+// that name the field and what was expected.
+func decodeError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &se):
+		return invalid("", "malformed JSON at byte "+strconv.FormatInt(se.Offset, 10))
+	case errors.As(err, &te):
+		return invalid(te.Field, "must be "+jsonTypeName(te.Type)+", got "+te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("", "malformed JSON: unexpected end of input")
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if f, err := strconv.Unquote(name); err == nil {
+			name = f
+		}
+		return invalid(name, "unknown field")
+	}
+	return invalid("", "malformed JSON")
+}
+
+func jsonTypeName(t reflect.Type) string {
+	if t == nil {
+		return "a different type"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a different type"
+}
+
+// optionalString is a JSON string field that tells apart absent, null and
+// a value: for dead_letter_queue, null means "remove".
+type optionalString struct {
+	Set   bool
+	Null  bool
+	Value string
+}
+
+// UnmarshalJSON records that the field was present.
+func (o *optionalString) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	if err := json.Unmarshal(b, &o.Value); err != nil {
+		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: reflect.TypeFor[string]()}
+	}
+	return nil
+}
+
+// jsonKind names the kind of a JSON value by its first byte, as
+// encoding/json's type errors do.
+func jsonKind(b []byte) string {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return "nothing"
+	}
+	switch b[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	}
+	return "number"
+}

@@ -1,0 +1,325 @@
+package transport
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ledgerq/ledgerq/queries"
+)
+
+// maxSubscribeQueues bounds the queues one subscription may name.
+const maxSubscribeQueues = 100
+
+// Subscription kinds: which updates a stream carries.
+const (
+	kindQueue   = "queue"   // queue.updated, queue.deleted
+	kindMessage = "message" // message.updated
+)
+
+// subscribeRequest is what GET /v1/subscribe asked for.
+type subscribeRequest struct {
+	queues map[string]bool // nil: every queue the token may see
+	kinds  map[string]bool
+	after  int64
+	resume bool // Last-Event-ID or ?after= was given
+}
+
+func parseSubscribe(r *http.Request, caller *principal) (subscribeRequest, error) {
+	p := newParams(r)
+	req := subscribeRequest{kinds: map[string]bool{kindQueue: true, kindMessage: true}}
+	if raw := p.str("queues"); raw != "" {
+		req.queues = make(map[string]bool)
+		for _, name := range strings.Split(raw, ",") {
+			name = strings.TrimSpace(name)
+			if err := checkQueueName("queues", name); err != nil {
+				return req, err
+			}
+			if !caller.allows(name) {
+				return req, forbiddenQueue("queues", name)
+			}
+			req.queues[name] = true
+		}
+		if len(req.queues) > maxSubscribeQueues {
+			return req, invalid("queues", "at most "+strconv.Itoa(maxSubscribeQueues)+" queues")
+		}
+	}
+	if raw := p.str("kinds"); raw != "" {
+		req.kinds = make(map[string]bool)
+		for _, k := range strings.Split(raw, ",") {
+			switch k = strings.TrimSpace(k); k {
+			case kindQueue, kindMessage:
+				req.kinds[k] = true
+			default:
+				return req, invalid("kinds", `must list "queue" and/or "message"`)
+			}
+		}
+	}
+	// A reconnecting EventSource sends Last-Event-ID and keeps the URL it
+	// first used, so the header wins over ?after=.
+	raw, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
+	if raw == "" {
+		raw, field = p.str("after"), "after"
+	}
+	if raw != "" {
+		v, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+		if err != nil || v < 0 {
+			return req, invalid(field, "must be a non-negative integer (an event id)")
+		}
+		req.after, req.resume = v, true
+	}
+	return req, p.err
+}
+
+// accepts is the hub filter: the kinds and queues asked for, and only
+// queues the token may see. It runs under the hub's lock: map lookups only.
+func (sr subscribeRequest) accepts(caller *principal) func(queries.Update) bool {
+	return func(u queries.Update) bool {
+		switch u.Event {
+		case queries.EventQueueUpdated, queries.EventQueueDeleted:
+			if !sr.kinds[kindQueue] {
+				return false
+			}
+		case queries.EventMessageUpdated:
+			if !sr.kinds[kindMessage] {
+				return false
+			}
+		default:
+			return false
+		}
+		if sr.queues != nil && !sr.queues[u.Queue] {
+			return false
+		}
+		return caller.allows(u.Queue)
+	}
+}
+
+// handleSubscribe streams projection updates as server-sent events.
+//
+// A resume (Last-Event-ID or ?after=) that the hub can replay gets the
+// missed updates, then live ones. Otherwise (a new subscription, or a resume
+// from too long ago) the stream starts with the current state of every
+// visible queue as queue.updated events marked "snapshot": true, all with
+// the read side's position P as id, and continues with the updates after P.
+func (s *server) handleSubscribe() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		caller := callerOf(r)
+		req, err := parseSubscribe(r, caller)
+		if err != nil {
+			s.writeProblem(w, r, err)
+			return
+		}
+		if !s.streams.acquire(caller.subject) {
+			s.writeProblem(w, r, &apiError{code: codeRateLimited, retryAfter: 5,
+				detail: "too many open streams for this subject (at most " + strconv.Itoa(s.deps.SSE.MaxStreamsPerSubject) + ")"})
+			return
+		}
+		defer s.streams.release(caller.subject)
+
+		filter := req.accepts(caller)
+		var (
+			backlog  []queries.Update
+			sub      *queries.Subscription
+			floor    int64
+			snapshot bool
+		)
+		if req.resume {
+			var complete bool
+			backlog, sub, complete = s.deps.Hub.Subscribe(req.after, filter)
+			floor = req.after
+			if !complete {
+				floor, snapshot = s.deps.Queries.Position(), true
+			}
+		} else {
+			// P is read before subscribing: everything after P reaches the
+			// subscription, and the snapshot, read later, reflects at least P.
+			floor, snapshot = s.deps.Queries.Position(), true
+			backlog, sub, _ = s.deps.Hub.Subscribe(floor, filter)
+		}
+		defer sub.Close()
+
+		var snap []queries.Queue
+		if snapshot && req.kinds[kindQueue] {
+			// Read before the first byte goes out, so that a failure is
+			// still a problem document.
+			if snap, err = s.snapshotQueues(r, caller, req.queues); err != nil {
+				s.writeProblem(w, r, err)
+				return
+			}
+		}
+
+		s.metrics.SSEClients.Inc()
+		defer s.metrics.SSEClients.Dec()
+		st := &sseStream{w: w, rc: http.NewResponseController(w), timeout: s.deps.SSE.WriteTimeout}
+		defer st.clearDeadline()
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		st.buf.WriteString("retry: 2000\n\n")
+		if snapshot {
+			for _, q := range snap {
+				v := queueFromQuery(q)
+				v.Snapshot = true
+				data, _ := json.Marshal(v)
+				st.event(floor, queries.EventQueueUpdated, data)
+			}
+			// An id without data moves the client's Last-Event-ID to P even
+			// when there was no queue to send.
+			st.buf.WriteString("id: " + strconv.FormatInt(floor, 10) + "\n\n")
+		}
+		for _, u := range backlog {
+			if u.Position > floor {
+				st.event(u.Position, u.Event, sseData(u))
+			}
+		}
+		if st.flush() != nil {
+			return
+		}
+
+		heartbeat := time.NewTicker(s.deps.SSE.Heartbeat)
+		defer heartbeat.Stop()
+		for {
+			select {
+			case u := <-sub.C():
+				if u.Position > floor {
+					st.event(u.Position, u.Event, sseData(u))
+				}
+				// Send what else is already waiting in one write.
+				for more := true; more; {
+					select {
+					case u := <-sub.C():
+						if u.Position > floor {
+							st.event(u.Position, u.Event, sseData(u))
+						}
+					default:
+						more = false
+					}
+				}
+				if st.flush() != nil {
+					return
+				}
+			case <-sub.Done():
+				// Dropped as too slow, or the hub closed: hand over what is
+				// buffered; the client resumes from its Last-Event-ID.
+				for more := true; more; {
+					select {
+					case u := <-sub.C():
+						if u.Position > floor {
+							st.event(u.Position, u.Event, sseData(u))
+						}
+					default:
+						more = false
+					}
+				}
+				_ = st.flush()
+				return
+			case <-heartbeat.C:
+				st.buf.WriteString(": ping\n\n")
+				if st.flush() != nil {
+					return
+				}
+			case <-r.Context().Done():
+				return
+			case <-s.deps.Done:
+				return
+			}
+		}
+	}
+}
+
+// snapshotQueues reads the current state of the queues a subscription sees.
+func (s *server) snapshotQueues(r *http.Request, caller *principal, want map[string]bool) ([]queries.Queue, error) {
+	allowed := func(name string) bool {
+		return (want == nil || want[name]) && caller.allows(name)
+	}
+	var out []queries.Queue
+	cursor := ""
+	for {
+		page, err := s.deps.Queries.ListQueues(r.Context(), queries.ListQueues{Limit: maxPageLimit, Cursor: cursor, Allowed: allowed})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Queues...)
+		if page.NextCursor == "" || page.NextCursor == cursor {
+			return out, nil
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// sseData is an update's data with times in API.md's format; data the
+// edge cannot read is passed on compacted to one line.
+func sseData(u queries.Update) []byte {
+	var (
+		v   any
+		err error
+	)
+	switch u.Event {
+	case queries.EventQueueUpdated:
+		var q queries.Queue
+		if err = json.Unmarshal(u.Data, &q); err == nil {
+			qv := queueFromQuery(q)
+			qv.Snapshot = u.Snapshot
+			v = qv
+		}
+	case queries.EventMessageUpdated:
+		var m queries.MessageSummary
+		if err = json.Unmarshal(u.Data, &m); err == nil {
+			v = summaryFromQuery(m)
+		}
+	default:
+		err = errors.New("pass through")
+	}
+	if err == nil {
+		if b, err := json.Marshal(v); err == nil {
+			return b
+		}
+	}
+	var buf bytes.Buffer
+	if json.Compact(&buf, u.Data) != nil {
+		return []byte("null")
+	}
+	return buf.Bytes()
+}
+
+// sseStream buffers events and writes them with a per-write deadline, so a
+// client that stops reading is cut off instead of holding the handler.
+type sseStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	buf     bytes.Buffer
+}
+
+func (st *sseStream) event(id int64, event string, data []byte) {
+	st.buf.WriteString("id: ")
+	st.buf.WriteString(strconv.FormatInt(id, 10))
+	st.buf.WriteString("\nevent: ")
+	st.buf.WriteString(event)
+	st.buf.WriteString("\ndata: ")
+	st.buf.Write(data)
+	st.buf.WriteString("\n\n")
+}
+
+func (st *sseStream) flush() error {
+	if err := st.rc.SetWriteDeadline(time.Now().Add(st.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	_, err := st.w.Write(st.buf.Bytes())
+	st.buf.Reset()
+	if err != nil {
+		return err
+	}
+	if err := st.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+func (st *sseStream) clearDeadline() { _ = st.rc.SetWriteDeadline(time.Time{}) }
