@@ -123,7 +123,8 @@ type MessagePublished struct {
 	Origin       *Origin           `json:"origin,omitempty"`
 }
 
-// MessageLeased: a consumer received the message. The receipt itself is a
+// MessageLeased (schema version 2; see upcast.go for version 1): a consumer
+// received the message. The receipt itself is a
 // bearer secret and is never written to the log; ReceiptHash (hex SHA-256 of
 // the receipt) identifies the lease.
 type MessageLeased struct {
@@ -221,7 +222,7 @@ func (QueueConfigured) SchemaVersion() int      { return 1 }
 func (QueuePurged) SchemaVersion() int          { return 1 }
 func (QueueDeleted) SchemaVersion() int         { return 1 }
 func (MessagePublished) SchemaVersion() int     { return 1 }
-func (MessageLeased) SchemaVersion() int        { return 1 }
+func (MessageLeased) SchemaVersion() int        { return 2 }
 func (MessageLeaseExtended) SchemaVersion() int { return 1 }
 func (MessageAcked) SchemaVersion() int         { return 1 }
 func (MessageReleased) SchemaVersion() int      { return 1 }
