@@ -103,7 +103,7 @@ func (s *server) handleCreateQueue() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -145,7 +145,7 @@ func (s *server) handleCreateQueue() http.HandlerFunc {
 func (s *server) handleConfigureQueue() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b attributesBody
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -203,7 +203,7 @@ func (s *server) handleRedrive() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, true, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, true, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -280,7 +280,7 @@ func (s *server) handlePublish() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b messageBody
-		if err := decodeJSON(w, r, s.deps.MaxBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, s.deps.MaxBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -321,7 +321,7 @@ func (s *server) handlePublishBatch() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, s.deps.MaxBatchBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, s.deps.MaxBatchBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -368,7 +368,7 @@ func (s *server) handleReceive() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, true, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, true, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -481,7 +481,7 @@ func (s *server) handleAck() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -538,7 +538,7 @@ func (s *server) handleNack() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -580,7 +580,7 @@ func (s *server) handleExtend() http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		var b body
-		if err := decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
+		if err := s.decodeJSON(w, r, DefaultSmallBodyBytes, false, &b); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}

@@ -507,6 +507,7 @@ func TestErrorTable(t *testing.T) {
 		{&domain.Error{Kind: domain.KindNotFound, Code: "dead_letter_queue_not_found", Message: "no such dead-letter queue"}, 404, "dead_letter_queue_not_found"},
 		{&domain.Error{Kind: domain.KindConflict, Message: "busy"}, 409, "conflict"},
 		{fmt.Errorf("append: %w", unavailableErr{}), 503, "unavailable"},
+		{fmt.Errorf("%w: %w", commands.ErrUnavailable, errors.New("disk I/O error at /var/lib/x")), 503, "unavailable"},
 		{context.DeadlineExceeded, 503, "unavailable"},
 		{&domain.Error{Kind: "weird", Code: "x", Message: "secret path /etc"}, 500, "internal"},
 		{errors.New("sqlite: database disk image is malformed at /var/lib/x"), 500, "internal"},

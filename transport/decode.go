@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxJSONDepth bounds nesting: the deepest request ledgerq takes is a batch
@@ -21,7 +22,7 @@ const maxJSONDepth = 32
 // body must be one JSON object with known fields of the right types, no
 // duplicate keys and nothing after it. With optional, an empty body leaves
 // dst as it is. Errors are apiErrors (400, 413, 415).
-func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bool, dst any) error {
+func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bool, dst any) error {
 	if r.ContentLength > limit {
 		// Refuse before reading a byte: the declared length is enough.
 		return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
@@ -32,13 +33,26 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bo
 			return err
 		}
 	}
+	// A body dripped in byte by byte would hold the handler for ever: it
+	// gets a deadline. It is lifted once read so that a long poll that
+	// follows is not cut (HTTP/1 net/http also clears it at the body's EOF;
+	// this covers the other cases).
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.deps.BodyReadTimeout)) == nil {
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
 		}
-		return fmt.Errorf("read request body: %w", err)
+		// Cut off, timed out or reset: the request is incomplete, and the
+		// connection cannot carry another one. Saying so also stops
+		// net/http from draining the rest of a stalled body before it
+		// answers.
+		w.Header().Set("Connection", "close")
+		return invalid("", "the request body could not be read completely")
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {

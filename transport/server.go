@@ -29,6 +29,7 @@ const (
 	DefaultMaxBodyBytes      = 2 << 20  // one publish: 1 MiB body as base64 (1.34 MiB) plus headers and envelope
 	DefaultMaxBatchBodyBytes = 16 << 20 // a batch of up to 100 messages
 	DefaultSmallBodyBytes    = 64 << 10 // every other JSON body (queue attributes, receipts …)
+	DefaultBodyReadTimeout   = 30 * time.Second
 	DefaultHeartbeat         = 15 * time.Second
 	DefaultStreamWriteTime   = 10 * time.Second
 	DefaultMaxStreams        = 16
@@ -69,6 +70,9 @@ type Deps struct {
 	// MaxBatchBodyBytes bounds the body of a batch publish.
 	// Default DefaultMaxBatchBodyBytes.
 	MaxBatchBodyBytes int64
+	// BodyReadTimeout bounds the time to receive a request body.
+	// Default DefaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
 	// SSE configures GET /v1/subscribe.
 	SSE SSEConfig
 	// Web serves "/", "/docs" and "/assets/…" (the docs page and the
@@ -111,6 +115,9 @@ func (d *Deps) setDefaults() {
 	}
 	if d.MaxBatchBodyBytes <= 0 {
 		d.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
+	}
+	if d.BodyReadTimeout <= 0 {
+		d.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	if d.SSE.Heartbeat <= 0 {
 		d.SSE.Heartbeat = DefaultHeartbeat
@@ -193,4 +200,29 @@ func NewServer(deps Deps) (http.Handler, error) {
 	// first so that everything after can log it, then the access log and
 	// metrics, then recovery so that a panic still gets logged as a 500.
 	return s.withRequestID(s.withAccessLog(s.withRecover(s.router))), nil
+}
+
+// Timeouts of NewHTTPServer.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	IdleTimeout       = 2 * time.Minute
+	MaxHeaderBytes    = 64 << 10
+)
+
+// NewHTTPServer wraps h in an http.Server with limits fit for ledgerq:
+// request headers must arrive within ReadHeaderTimeout and stay under
+// MaxHeaderBytes, idle keep-alive connections close after IdleTimeout.
+//
+// WARNING: it deliberately sets no ReadTimeout or WriteTimeout. Those are
+// per connection and would cut long polls, NDJSON exports and SSE streams;
+// instead the handler gives each request body a read deadline and each
+// stream write a write deadline (http.ResponseController).
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
 }
