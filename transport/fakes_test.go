@@ -326,7 +326,7 @@ func (f *fakeAudit) StateAt(_ context.Context, q queries.StateAt) (queries.State
 
 // harness is a server over fakes.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	h       http.Handler
 	cmds    *fakeCommands
 	qs      *fakeQueries
@@ -338,7 +338,7 @@ type harness struct {
 }
 
 // newHarness builds the real handler over fakes; edit tweaks the deps.
-func newHarness(t *testing.T, edit func(*Deps)) *harness {
+func newHarness(t testing.TB, edit func(*Deps)) *harness {
 	t.Helper()
 	logger, hook := logtest.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
@@ -381,7 +381,7 @@ func newHarness(t *testing.T, edit func(*Deps)) *harness {
 }
 
 // token mints an HS256 token with the test secret.
-func token(t *testing.T, sub string, scopes []string, queues []string) string {
+func token(t testing.TB, sub string, scopes []string, queues []string) string {
 	t.Helper()
 	tok, err := MintToken(testSecret, sub, scopes, queues, time.Hour)
 	if err != nil {
@@ -390,7 +390,7 @@ func token(t *testing.T, sub string, scopes []string, queues []string) string {
 	return tok
 }
 
-func adminToken(t *testing.T) string { return token(t, "admin-user", []string{ScopeAdmin}, nil) }
+func adminToken(t testing.TB) string { return token(t, "admin-user", []string{ScopeAdmin}, nil) }
 
 type req struct {
 	method, path, body string

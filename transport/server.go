@@ -201,28 +201,3 @@ func NewServer(deps Deps) (http.Handler, error) {
 	// metrics, then recovery so that a panic still gets logged as a 500.
 	return s.withRequestID(s.withAccessLog(s.withRecover(s.router))), nil
 }
-
-// Timeouts of NewHTTPServer.
-const (
-	ReadHeaderTimeout = 10 * time.Second
-	IdleTimeout       = 2 * time.Minute
-	MaxHeaderBytes    = 64 << 10
-)
-
-// NewHTTPServer wraps h in an http.Server with limits fit for ledgerq:
-// request headers must arrive within ReadHeaderTimeout and stay under
-// MaxHeaderBytes, idle keep-alive connections close after IdleTimeout.
-//
-// WARNING: it deliberately sets no ReadTimeout or WriteTimeout. Those are
-// per connection and would cut long polls, NDJSON exports and SSE streams;
-// instead the handler gives each request body a read deadline and each
-// stream write a write deadline (http.ResponseController).
-func NewHTTPServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		IdleTimeout:       IdleTimeout,
-		MaxHeaderBytes:    MaxHeaderBytes,
-	}
-}

@@ -21,14 +21,15 @@ var (
 	_ Queries  = (*queries.Service)(nil)
 )
 
-// serveTCP runs hx behind NewHTTPServer on a loopback port.
-func serveTCP(t *testing.T, hx *harness) string {
+// serveTCP runs hx on a loopback port behind an http.Server configured
+// as main does, with a read timeout short enough to matter in a test.
+func serveTCP(t *testing.T, hx *harness, readTimeout time.Duration) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewHTTPServer("", hx.h)
+	srv := &http.Server{Handler: hx.h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: readTimeout}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -40,7 +41,7 @@ func serveTCP(t *testing.T, hx *harness) string {
 
 func TestSlowBodyIsCutOff(t *testing.T) {
 	hx := newHarness(t, func(d *Deps) { d.BodyReadTimeout = 100 * time.Millisecond })
-	addr := serveTCP(t, hx)
+	addr := serveTCP(t, hx, time.Minute)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +74,7 @@ func TestLongPollOutlivesTheBodyDeadline(t *testing.T) {
 			return commands.ReceiveResult{}, ctx.Err()
 		}
 	}
-	addr := serveTCP(t, hx)
+	addr := serveTCP(t, hx, time.Minute)
 	r, _ := http.NewRequest("POST", "http://"+addr+"/v1/queues/orders/receive", strings.NewReader(`{"wait_ms":1000}`))
 	r.Header.Set("Authorization", "Bearer "+adminToken(t))
 	r.Header.Set("Content-Type", "application/json")
@@ -86,4 +87,35 @@ func TestLongPollOutlivesTheBodyDeadline(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != `{"messages":[],"position":7}`+"\n" {
 		t.Fatalf("long poll = %d %s", resp.StatusCode, body)
 	}
+}
+
+// TestStreamOutlivesServerReadTimeout: a server-wide ReadTimeout (main sets
+// one for bodies) must not end an SSE stream; net/http lifts the read
+// deadline once the request is read.
+func TestStreamOutlivesServerReadTimeout(t *testing.T) {
+	hx := newHarness(t, func(d *Deps) { d.SSE.Heartbeat = 20 * time.Millisecond })
+	addr := serveTCP(t, hx, 100*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/v1/subscribe?kinds=message", nil)
+	r.Header.Set("Authorization", "Bearer "+adminToken(t))
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	// Read heartbeats for well past the read timeout, then a live event.
+	for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); {
+		if !sc.Scan() {
+			t.Fatalf("the stream ended after the server read timeout: %v", sc.Err())
+		}
+	}
+	hx.hub.Publish(messageUpdate(41, "orders"))
+	for sc.Scan() {
+		if sc.Text() == "id: 41" {
+			return
+		}
+	}
+	t.Fatalf("no live event after the read timeout: %v", sc.Err())
 }
