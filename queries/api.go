@@ -159,6 +159,11 @@ type Update struct {
 	Queue    string          `json:"queue"`
 	Data     json.RawMessage `json:"data"`
 	Snapshot bool            `json:"snapshot,omitempty"`
+	// More is set by the Hub when the next update this subscriber gets has
+	// the same position (one event changed a message and its queue). An SSE
+	// writer puts `id:` only on the last update of a position, so a client
+	// that resumes from its Last-Event-ID never skips the rest of a group.
+	More bool `json:"-"`
 }
 
 // SSE event names.

@@ -93,17 +93,36 @@ func (h *Hub) Publish(updates ...Update) {
 	}
 	for _, u := range updates {
 		h.record(u)
-		for s := range h.subs {
-			if s.filter != nil && !s.filter(u) {
-				continue
+	}
+	var accepted []Update
+	for s := range h.subs {
+		accepted = accepted[:0]
+		for _, u := range updates {
+			if s.filter == nil || s.filter(u) {
+				accepted = append(accepted, u)
 			}
+		}
+		markGroups(accepted)
+		for _, u := range accepted {
 			select {
 			case s.ch <- u:
 			default:
 				h.dropped++
 				h.endLocked(s, ErrSlowSubscriber)
 			}
+			if _, live := h.subs[s]; !live {
+				break
+			}
 		}
+	}
+}
+
+// markGroups sets More on every update followed by one of the same
+// position. Publish is called with whole transactions, so a position's
+// updates always arrive in one call and the last of them is known.
+func markGroups(us []Update) {
+	for i := range us {
+		us[i].More = i+1 < len(us) && us[i+1].Position == us[i].Position
 	}
 }
 
@@ -141,6 +160,7 @@ func (h *Hub) Subscribe(after int64, filter func(Update) bool) (backlog []Update
 			backlog = append(backlog, u)
 		}
 	}
+	markGroups(backlog)
 	h.subs[sub] = struct{}{}
 	return backlog, sub, complete
 }

@@ -175,7 +175,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		}
 		for _, u := range backlog {
 			if u.Position > floor {
-				st.event(u.Position, u.Event, sseData(u))
+				st.update(u)
 			}
 		}
 		if st.flush() != nil {
@@ -188,14 +188,14 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 			select {
 			case u := <-sub.C():
 				if u.Position > floor {
-					st.event(u.Position, u.Event, sseData(u))
+					st.update(u)
 				}
 				// Send what else is already waiting in one write.
 				for more := true; more; {
 					select {
 					case u := <-sub.C():
 						if u.Position > floor {
-							st.event(u.Position, u.Event, sseData(u))
+							st.update(u)
 						}
 					default:
 						more = false
@@ -211,7 +211,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 					select {
 					case u := <-sub.C():
 						if u.Position > floor {
-							st.event(u.Position, u.Event, sseData(u))
+							st.update(u)
 						}
 					default:
 						more = false
@@ -304,6 +304,21 @@ func (st *sseStream) event(id int64, event string, data []byte) {
 	st.buf.WriteString(event)
 	st.buf.WriteString("\ndata: ")
 	st.buf.Write(data)
+	st.buf.WriteString("\n\n")
+}
+
+// update writes a projection update. Only the last update of a position
+// carries the `id:`: a client that loses the connection in the middle of a
+// group resumes from the position before it and gets the whole group again.
+func (st *sseStream) update(u queries.Update) {
+	if !u.More {
+		st.event(u.Position, u.Event, sseData(u))
+		return
+	}
+	st.buf.WriteString("event: ")
+	st.buf.WriteString(u.Event)
+	st.buf.WriteString("\ndata: ")
+	st.buf.Write(sseData(u))
 	st.buf.WriteString("\n\n")
 }
 

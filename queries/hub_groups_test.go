@@ -1,0 +1,44 @@
+package queries
+
+import "testing"
+
+// The updates of one position are a group; only the last one a subscriber
+// receives may end the group (More false), whatever its filter drops.
+func TestHubMarksGroupsPerSubscriber(t *testing.T) {
+	h := NewHub(HubConfig{})
+	defer h.Close()
+	_, all, _ := h.Subscribe(0, nil)
+	_, msgs, _ := h.Subscribe(0, func(u Update) bool { return u.Event == EventMessageUpdated })
+	h.Publish(
+		Update{Position: 5, Event: EventMessageUpdated, Queue: "q"},
+		Update{Position: 5, Event: EventQueueUpdated, Queue: "q"},
+		Update{Position: 6, Event: EventQueueUpdated, Queue: "q"},
+	)
+	var gotAll []bool
+	for range 3 {
+		gotAll = append(gotAll, (<-all.C()).More)
+	}
+	if want := []bool{true, false, false}; !equalBools(gotAll, want) {
+		t.Fatalf("More for the unfiltered subscriber = %v, want %v", gotAll, want)
+	}
+	if u := <-msgs.C(); u.Position != 5 || u.More {
+		t.Fatalf("filtered subscriber got %+v, want position 5 ending its group", u)
+	}
+	backlog, sub, _ := h.Subscribe(4, nil)
+	defer sub.Close()
+	if len(backlog) != 3 || !backlog[0].More || backlog[1].More || backlog[2].More {
+		t.Fatalf("backlog groups: %+v", backlog)
+	}
+}
+
+func equalBools(a, b []bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
