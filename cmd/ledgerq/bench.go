@@ -236,6 +236,8 @@ type benchSession struct {
 	started time.Time
 	secret  string
 	token   string
+	// canMint: secret is the server's, so the bench can mint more tokens.
+	canMint bool
 	server  *benchChild // the server the bench started; nil with --url
 	dataDir string
 	lq      *benchTarget
@@ -248,6 +250,7 @@ type benchSession struct {
 func (s *benchSession) open(ctx context.Context, env envFunc) error {
 	s.bodies = newBenchBodies(s.cfg.bodyBytes, s.cfg.publishBatch, s.cfg.receiveBatch)
 	s.secret = env("LEDGERQ_JWT_SECRET")
+	s.canMint = s.secret != ""
 	if s.cfg.url != "" {
 		s.token = s.cfg.token
 		if s.token == "" {
@@ -275,6 +278,7 @@ func (s *benchSession) open(ctx context.Context, env envFunc) error {
 		}
 		s.secret = sec
 	}
+	s.canMint = true
 	tok, err := benchToken(s.secret, 2*time.Hour)
 	if err != nil {
 		return fmt.Errorf("bench: token: %w", err)
@@ -512,10 +516,18 @@ func (s *benchSession) prefill(pubRate float64) int64 {
 }
 
 func (s *benchSession) sseConfig(rate float64) benchSSEConfig {
-	return benchSSEConfig{
+	cfg := benchSSEConfig{
 		Subscribers: s.cfg.sseSubscribers, Queues: s.cfg.sseQueues, Rate: rate,
 		Warmup: s.cfg.warmup, Duration: s.cfg.duration, Grace: s.cfg.sseGrace, MaxInflight: s.cfg.maxInflight,
 	}
+	if s.canMint {
+		// Eight subscribers per subject: many clients, each well under the
+		// server's cap on streams per subject.
+		cfg.Token = func(i int) (string, error) {
+			return benchTokenFor(s.secret, "bench-sse-"+strconv.Itoa(i/8), "queues:read", 2*time.Hour)
+		}
+	}
+	return cfg
 }
 
 // writeReport prints the table and writes --out and --json.

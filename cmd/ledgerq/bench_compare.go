@@ -375,7 +375,7 @@ func (s *benchSession) startupRows(ctx context.Context, queues []string) []bench
 		start.Skip, replay.Skip = why, why
 		return []benchRow{start, replay}
 	}
-	if n > 0 {
+	if n > 0 && s.lq.maxPos.Load() < n {
 		fill := s.batchRun(ctx, "startup-fill", queues, time.Hour, func() bool { return s.lq.maxPos.Load() >= n })
 		start.Errors = fill.Errors
 	}

@@ -45,12 +45,16 @@ func benchSecret() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// benchToken mints an admin token for the secret, the way 'ledgerq token'
-// does.
+// benchToken mints the bench's admin token for the secret.
 func benchToken(secret string, ttl time.Duration) (string, error) {
+	return benchTokenFor(secret, "bench", "admin", ttl)
+}
+
+// benchTokenFor mints a token the way 'ledgerq token' does.
+func benchTokenFor(secret, subject, scope string, ttl time.Duration) (string, error) {
 	now := time.Now()
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": "bench", "scope": "admin", "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+		"sub": subject, "scope": scope, "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
 	}).SignedString([]byte(secret))
 }
 

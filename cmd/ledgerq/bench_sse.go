@@ -87,6 +87,10 @@ type benchSSEConfig struct {
 	Duration    time.Duration
 	Grace       time.Duration // how long to wait for the last frames
 	MaxInflight int
+	// Token returns subscriber i's bearer token; nil means the target's.
+	// Many subscribers are many clients: the server caps the streams one
+	// token subject may hold open.
+	Token func(i int) (string, error)
 }
 
 // benchSSE opens cfg.Subscribers subscriptions (subscriber i on queue
@@ -120,6 +124,17 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	countFrom.Store(1 << 62)
 	connected := make(chan error, cfg.Subscribers)
 	var wg sync.WaitGroup
+	tokens := make([]string, cfg.Subscribers)
+	for i := range tokens {
+		tokens[i] = t.token
+		if cfg.Token != nil {
+			tok, err := cfg.Token(i)
+			if err != nil {
+				return run, fmt.Errorf("subscriber token: %w", err)
+			}
+			tokens[i] = tok
+		}
+	}
 	for i := range cfg.Subscribers {
 		wg.Go(func() {
 			q := url.Values{"queues": {queues[i%cfg.Queues]}, "kinds": {"message"}}
@@ -128,7 +143,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 				connected <- err
 				return
 			}
-			req.Header.Set("Authorization", "Bearer "+t.token)
+			req.Header.Set("Authorization", "Bearer "+tokens[i])
 			req.Header.Set("Accept", "text/event-stream")
 			resp, err := client.Do(req)
 			if err != nil {
@@ -137,7 +152,9 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				connected <- &benchHTTPError{Status: resp.StatusCode}
+				var buf bytes.Buffer
+				_, _ = buf.ReadFrom(io.LimitReader(resp.Body, 4096))
+				connected <- fmt.Errorf("subscriber %d: %w: %s", i, &benchHTTPError{Status: resp.StatusCode}, bytes.TrimSpace(buf.Bytes()))
 				return
 			}
 			connected <- nil
