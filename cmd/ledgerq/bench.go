@@ -136,7 +136,7 @@ func parseBenchFlags(args []string, env envFunc, stderr io.Writer) (benchConfig,
 	fs.IntVar(&cfg.sseSubscribers, "sse-subscribers", 1000, "SSE subscribers")
 	fs.IntVar(&cfg.sseQueues, "sse-queues", 100, "queues the SSE subscribers are spread over")
 	fs.Int64Var(&cfg.startupEvents, "startup-events", 1_000_000, "events in the log before the start-up and replay measurements")
-	fs.Int64Var(&cfg.memoryMessages, "memory-messages", 100_000, "ready messages for the memory measurement")
+	fs.Int64Var(&cfg.memoryMessages, "memory-messages", 200_000, "ready messages for the memory measurement (RSS read at none, half and all)")
 	fs.Int64Var(&cfg.receivePrefill, "receive-prefill", 0, "messages published before each receive run (default: 1.5 × what the publish rate would fill)")
 	fs.StringVar(&cfg.redisURL, "redis", "", "Redis for the read-side phase and the Redis limit (default: a private redis-server)")
 	fs.StringVar(&cfg.rabbitURL, "rabbitmq", "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ peer (skipped when not reachable)")
@@ -345,9 +345,27 @@ func benchNames(prefix string, n int) []string {
 	return out
 }
 
+// settleQueue is a queue every mode creates; settle asks about it.
+const settleQueue = "bench-pub-0"
+
+// settle waits until ledgerq's read side has applied everything written so
+// far, so that no run, of ledgerq or of an anchor, shares the CPU with a
+// backlog the previous run left behind.
+func (s *benchSession) settle(ctx context.Context) {
+	start := time.Now()
+	if _, err := s.lq.queueReady(ctx, settleQueue, s.lq.maxPos.Load()); err != nil {
+		s.logf("waiting for the read side to catch up: %v", err)
+		return
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		s.logf("waited %s for the read side to catch up", d.Round(100*time.Millisecond))
+	}
+}
+
 // publishRun is the closed-loop single publish against t (ledgerq or the
 // limit handler), worker w on queue w mod len(queues).
 func (s *benchSession) publishRun(ctx context.Context, t *benchTarget, target string, queues []string) benchRun {
+	s.settle(ctx)
 	bufs := newBenchBufs(s.cfg.conns)
 	return s.record(benchClosedLoop(ctx, s.phase("publish", target, "msg/s"), func(ctx context.Context, w int) (int, error) {
 		_, err := t.publish(ctx, queues[w%len(queues)], s.bodies.single, bufs[w])
@@ -355,8 +373,10 @@ func (s *benchSession) publishRun(ctx context.Context, t *benchTarget, target st
 	}))
 }
 
-// batchRun is the closed-loop batch publish (100 per request).
+// batchRun is the closed-loop batch publish (100 per request). With stop,
+// there is no warm-up and each worker ends when stop says the work is done.
 func (s *benchSession) batchRun(ctx context.Context, phase string, queues []string, d time.Duration, stop func() bool) benchRun {
+	s.settle(ctx)
 	bufs := newBenchBufs(s.cfg.conns)
 	ph := s.phase(phase, "ledgerq", "msg/s")
 	ph.Duration = d
@@ -365,7 +385,7 @@ func (s *benchSession) batchRun(ctx context.Context, phase string, queues []stri
 	}
 	return s.record(benchClosedLoop(ctx, ph, func(ctx context.Context, w int) (int, error) {
 		if stop != nil && stop() {
-			return 0, errBenchStop
+			return 0, errBenchWorkerDone
 		}
 		_, err := s.lq.publishBatch(ctx, queues[w%len(queues)], s.bodies.batch, bufs[w])
 		return s.bodies.batchN, err
@@ -380,6 +400,7 @@ func (s *benchSession) fill(ctx context.Context, phase string, queues []string, 
 
 // receiveRun receives 10 + acks until the time is up or a queue is empty.
 func (s *benchSession) receiveRun(ctx context.Context, queues []string) benchRun {
+	s.settle(ctx)
 	bufs := newBenchBufs(s.cfg.conns)
 	ph := s.phase("receive", "ledgerq", "msg/s")
 	run := benchClosedLoop(ctx, ph, func(ctx context.Context, w int) (int, error) {
@@ -397,6 +418,7 @@ func (s *benchSession) receiveRun(ctx context.Context, queues []string) benchRun
 
 // fixedRun publishes at rate, open loop.
 func (s *benchSession) fixedRun(ctx context.Context, queues []string, rate float64) benchRun {
+	s.settle(ctx)
 	var next atomicCounter
 	bufs := newBenchBufs(s.cfg.maxInflight)
 	return s.record(benchFixedRate(ctx, s.phase("fixed-rate", "ledgerq", "msg/s"), rate, s.cfg.maxInflight,
@@ -409,6 +431,7 @@ func (s *benchSession) fixedRun(ctx context.Context, queues []string, rate float
 // mixedRun runs half the connections publishing and half receiving + acking
 // on the same queues at the same time.
 func (s *benchSession) mixedRun(ctx context.Context, queues []string) (pub, recv benchRun) {
+	s.settle(ctx)
 	half := max(1, s.cfg.conns/2)
 	recvBody := []byte(strings.Replace(string(s.bodies.receive), `"wait_ms":0`, `"wait_ms":500`, 1))
 	done := make(chan benchRun, 1)
@@ -477,6 +500,7 @@ func (s *benchSession) scenarios(ctx context.Context, stdout io.Writer) error {
 			if err := needRate(); err != nil {
 				return err
 			}
+			s.settle(ctx)
 			run, err := benchSSE(ctx, s.lq, s.bodies, s.sseConfig(rate))
 			if err != nil {
 				return fmt.Errorf("bench: sse: %w", err)
@@ -486,6 +510,7 @@ func (s *benchSession) scenarios(ctx context.Context, stdout io.Writer) error {
 			if err := needRate(); err != nil {
 				return err
 			}
+			s.settle(ctx)
 			run, err := benchReadSide(ctx, s.lq, s.bodies, benchNames("bench-rs-", q), rate, s.cfg.readsideDur, s.cfg.maxInflight)
 			if err != nil {
 				return fmt.Errorf("bench: read side: %w", err)

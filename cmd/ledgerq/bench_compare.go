@@ -124,6 +124,7 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 		l := s.publishRun(ctx, limT, "limit:http+json+jwt", queues)
 		httpL, httpP99 = append(httpL, l.Rate), append(httpP99, l.P99)
 
+		s.settle(ctx)
 		f, err := limits.Fdatasync(ctx, s.dir, s.cfg.duration)
 		if err != nil {
 			return nil, 0, fmt.Errorf("bench: %w", err)
@@ -131,6 +132,7 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 		syncs = append(syncs, s.record(limitRun("fdatasync", "limit:fdatasync", "syncs/s", f)).Rate)
 
 		if rabbitErr == nil {
+			s.settle(ctx)
 			r, err := benchRabbitMQ(ctx, s.cfg.rabbitURL, s.phase("publish", "rabbitmq", "msg/s"), []byte(limits.Body(s.cfg.bodyBytes)))
 			if err != nil {
 				rabbitErr = err
@@ -180,6 +182,7 @@ func (s *benchSession) compareBatch(ctx context.Context, queues []string) ([]ben
 	var sqlite, js, batch []float64
 	var batchErrs, jsErrs int64
 	for range s.cfg.runs {
+		s.settle(ctx)
 		r, err := limits.SQLiteInsert(ctx, limits.SQLiteConfig{Dir: s.dir, Streams: len(queues), Batch: s.cfg.publishBatch,
 			Duration: s.cfg.duration, BodyBytes: s.cfg.bodyBytes})
 		if err != nil {
@@ -188,6 +191,7 @@ func (s *benchSession) compareBatch(ctx context.Context, queues []string) ([]ben
 		sqlite = append(sqlite, s.record(limitRun("batch", "limit:sqlite-insert", "rows/s", r)).Rate)
 
 		if natsErr == nil {
+			s.settle(ctx)
 			r, err := benchJetStream(ctx, s.cfg.natsURL, s.phase("batch", "jetstream", "msg/s"), s.cfg.publishBatch, []byte(limits.Body(s.cfg.bodyBytes)))
 			if err != nil {
 				natsErr = err
@@ -216,50 +220,72 @@ func (s *benchSession) compareBatch(ctx context.Context, queues []string) ([]ben
 	return rows, nil
 }
 
-// memoryRow measures the server's RSS before and after publishing
-// memoryMessages ready messages.
+// memoryRow measures the server's RSS with no ready message, with half of
+// memoryMessages and with all of them. The figure is the slope between the
+// last two points: by then the server's fixed costs (SQLite page caches,
+// buffers grown by the load itself) are paid, so what remains is the cost
+// of one more ready message. The whole growth from the start is in the note.
 func (s *benchSession) memoryRow(ctx context.Context) benchRow {
 	n := s.cfg.memoryMessages
+	body := float64(s.cfg.bodyBytes)
 	row := benchRow{Name: fmt.Sprintf("Resident memory per ready message (%s messages, bodies excluded)", human(float64(n))),
 		Unit: "B", Op: "<=", Target: 256}
 	if s.server == nil {
 		row.Skip = "needs a server the bench starts (no --url)"
 		return row
 	}
-	if n <= 0 {
-		row.Skip = "--memory-messages 0"
+	if n < 2*int64(s.cfg.publishBatch) {
+		row.Skip = fmt.Sprintf("--memory-messages must be at least %d", 2*s.cfg.publishBatch)
 		return row
+	}
+	// point publishes more messages (none the first time), lets the
+	// server settle and reads its RSS and the queue's ready count.
+	point := func(more int64) (rss, ready int64, err error) {
+		if more > 0 {
+			row.Errors += s.fill(ctx, "memory-fill", []string{"bench-mem"}, more).Errors
+		}
+		if ready, err = s.lq.queueReady(ctx, "bench-mem", s.lq.maxPos.Load()); err != nil {
+			return 0, 0, fmt.Errorf("reading the ready count: %w", err)
+		}
+		time.Sleep(time.Second)
+		rss, err = s.server.rss()
+		return rss, ready, err
 	}
 	// Warm the server's pools and connections first, on another queue.
 	s.fill(ctx, "memory-warmup", []string{"bench-mem-warmup"}, int64(s.cfg.conns*s.cfg.publishBatch))
-	time.Sleep(500 * time.Millisecond)
-	before, err := s.server.rss()
+	rss0, ready0, err := point(0)
+	if err == nil && ready0 != 0 {
+		err = fmt.Errorf("bench-mem holds %d messages before the measurement", ready0)
+	}
+	var rss1, ready1, rss2, ready2 int64
+	if err == nil {
+		rss1, ready1, err = point(n / 2)
+	}
+	if err == nil {
+		rss2, ready2, err = point(n - n/2)
+	}
+	if err == nil && (ready1 <= 0 || ready2 <= ready1) {
+		err = fmt.Errorf("ready counts %d then %d: nothing to divide by", ready1, ready2)
+	}
 	if err != nil {
 		row.Skip = err.Error()
 		return row
 	}
-	fill := s.fill(ctx, "memory-fill", []string{"bench-mem"}, n)
-	ready, err := s.lq.queueReady(ctx, "bench-mem", s.lq.maxPos.Load())
-	if err != nil {
-		row.Skip = "reading the queue's ready count: " + err.Error()
-		return row
-	}
-	time.Sleep(time.Second)
-	after, err := s.server.rss()
-	if err != nil || ready <= 0 {
-		row.Skip = fmt.Sprintf("no ready messages to divide by (ready %d, %v)", ready, err)
-		return row
-	}
-	perMsg := float64(after-before) / float64(ready)
-	run := benchRun{Phase: "memory", Target: "ledgerq", Unit: "B/msg", Ops: ready, Rate: perMsg - float64(s.cfg.bodyBytes)}
-	run.extra("rss_before_bytes", float64(before))
-	run.extra("rss_after_bytes", float64(after))
-	run.extra("ready_messages", float64(ready))
+	slope := float64(rss2-rss1) / float64(ready2-ready1)
+	overall := float64(rss2-rss0) / float64(ready2)
+	run := benchRun{Phase: "memory", Target: "ledgerq", Unit: "B/msg", Ops: ready2, Rate: slope - body}
+	run.extra("rss_empty_bytes", float64(rss0))
+	run.extra("rss_half_bytes", float64(rss1))
+	run.extra("rss_full_bytes", float64(rss2))
+	run.extra("ready_half", float64(ready1))
+	run.extra("ready_full", float64(ready2))
 	s.record(run)
-	row.Ledgerq = []float64{perMsg - float64(s.cfg.bodyBytes)}
-	row.Errors = fill.Errors
-	row.Note = fmt.Sprintf("RSS %s B → %s B with %d ready messages: %.0f B each with the body, %.0f B without. "+
-		"RSS includes garbage not yet collected, so this errs high.", human(float64(before)), human(float64(after)), ready, perMsg, perMsg-float64(s.cfg.bodyBytes))
+	row.Ledgerq = []float64{slope - body}
+	row.Note = fmt.Sprintf("RSS %s B empty, %s B with %d ready messages, %s B with %d: the last %d cost %.0f B each with the body, "+
+		"%.0f B without (the figure). From empty, %.0f B each with the body, %.0f B without, fixed costs included. "+
+		"RSS includes garbage not yet collected, so both err high.",
+		human(float64(rss0)), human(float64(rss1)), ready1, human(float64(rss2)), ready2, ready2-ready1,
+		slope, slope-body, overall, overall-body)
 	return row
 }
 
@@ -267,6 +293,7 @@ func (s *benchSession) memoryRow(ctx context.Context) benchRow {
 func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 	cfg := s.sseConfig(rate)
 	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers at 50 %% load: append → frame p99", cfg.Subscribers), Unit: "ms", Op: "<=", Target: 25}
+	s.settle(ctx)
 	run, err := benchSSE(ctx, s.lq, s.bodies, cfg)
 	if err != nil {
 		row.Skip = err.Error()
@@ -328,6 +355,7 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 
 	target := s.lq
 	if s.server != nil {
+		s.settle(ctx)
 		redisLimit()
 		srv, _, err := startBenchServer(ctx, s.exe, filepath.Join(s.dir, "data-redis"), s.secret, filepath.Join(s.dir, "serve-redis.log"),
 			s.serverArgs("--redis", redisURL)...)

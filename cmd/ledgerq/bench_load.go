@@ -100,14 +100,7 @@ func (t *benchTarget) call(ctx context.Context, method, path string, body []byte
 	return resp.Header, nil
 }
 
-func (t *benchTarget) notePosition(p int64) {
-	for {
-		cur := t.maxPos.Load()
-		if p <= cur || t.maxPos.CompareAndSwap(cur, p) {
-			return
-		}
-	}
-}
+func (t *benchTarget) notePosition(p int64) { raiseTo(&t.maxPos, p) }
 
 // ensureQueues creates the queues (default attributes); an existing queue
 // is fine.
@@ -265,6 +258,11 @@ type benchPhase struct {
 // worker at that moment: the figures cover the time until then.
 var errBenchStop = errors.New("bench: stop")
 
+// errBenchWorkerDone, returned by an operation, ends that worker only (its
+// share of a fixed amount of work is done); when every worker is done the
+// run ends with the last completed operation.
+var errBenchWorkerDone = errors.New("bench: worker done")
+
 // benchOp is one closed-loop operation of one worker; it returns how many
 // units (messages, rows …) it completed.
 type benchOp func(ctx context.Context, worker int) (int, error)
@@ -276,7 +274,7 @@ type benchOp func(ctx context.Context, worker int) (int, error)
 func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
 	start := time.Now()
 	from := start.Add(ph.Warmup)
-	var end atomic.Int64
+	var end, lastDone atomic.Int64
 	end.Store(from.Add(ph.Duration).UnixNano())
 	type tally struct {
 		units, errs int64
@@ -299,6 +297,9 @@ func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
 					lowerTo(&end, t1.UnixNano())
 					return
 				}
+				if errors.Is(err, errBenchWorkerDone) {
+					return
+				}
 				if t1.UnixNano() > end.Load() || ctx.Err() != nil {
 					return
 				}
@@ -314,11 +315,16 @@ func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
 				if !t1.Before(from) {
 					tl.units += int64(n)
 					tl.lat = append(tl.lat, t1.Sub(t0))
+					raiseTo(&lastDone, t1.UnixNano())
 				}
 			}
 		})
 	}
 	wg.Wait()
+	if done := lastDone.Load(); done > 0 && time.Now().UnixNano() < end.Load() {
+		// Every worker finished its share before the time was up.
+		lowerTo(&end, done)
+	}
 	run := benchRun{Phase: ph.Phase, Target: ph.Target, Unit: ph.Unit, Concurrency: ph.Conns}
 	var lat []time.Duration
 	for _, tl := range tallies {
@@ -338,6 +344,16 @@ func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
 	}
 	run.setLatencies(lat)
 	return run
+}
+
+// raiseTo sets a to v when v is higher.
+func raiseTo(a *atomic.Int64, v int64) {
+	for {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 // lowerTo sets a to v when v is lower.

@@ -278,3 +278,24 @@ func TestScenariosAgainstFake(t *testing.T) {
 		t.Fatalf("JSON report: %v, %d runs of %d", err, len(rep.Runs), len(s.runs))
 	}
 }
+
+func TestClosedLoopWorkersFinishTheirShare(t *testing.T) {
+	var left atomic.Int64
+	left.Store(30)
+	run := benchClosedLoop(context.Background(), benchPhase{Conns: 3, Duration: time.Minute},
+		func(ctx context.Context, w int) (int, error) {
+			if left.Add(-1) < 0 {
+				return 0, errBenchWorkerDone
+			}
+			time.Sleep(2 * time.Millisecond)
+			return 100, nil
+		})
+	// All 30 operations count, including those finishing after the first
+	// worker found nothing left, and the run ends with the last of them.
+	if run.Ops != 3000 || run.LatencySamples != 30 {
+		t.Fatalf("ops %d samples %d, want 3000 and 30", run.Ops, run.LatencySamples)
+	}
+	if run.Seconds <= 0 || run.Seconds > 1 {
+		t.Fatalf("measured %.3f s, want the ≈ 20 ms the work took", run.Seconds)
+	}
+}

@@ -327,7 +327,9 @@ const benchMethod = `## How it is measured
   publish's 201 (0 when the frame came first).
 - **Start-up.** The first server's log is topped up to the target number of events with batch publishes, the
   server is stopped with SIGTERM and started again; the figure is process start to the first 200 from /readyz.
-- **Memory.** VmRSS of the server process before and after publishing that many ready messages (batches of
-  100 into one queue), divided by their number, minus the 200-byte body. RSS includes garbage not yet
-  collected, so this errs high.
+- **Memory.** VmRSS of the server process with no ready message, with half of them and with all of them
+  (batches of 100 into one queue, a second's pause before each reading). The figure is the growth over the
+  second half divided by its messages, minus the 200-byte body: by then fixed costs (SQLite page caches,
+  buffers grown by the load) are paid. The growth from empty is in the note. RSS includes garbage not yet
+  collected, so both err high.
 `
