@@ -134,7 +134,7 @@ func parseBenchFlags(args []string, env envFunc, stderr io.Writer) (benchConfig,
 	fs.IntVar(&cfg.runs, "runs", 2, "runs of each compared phase (anchor and ledgerq alternate)")
 	fs.DurationVar(&cfg.readsideDur, "readside-duration", 30*time.Second, "time of the read-side phase")
 	fs.IntVar(&cfg.sseSubscribers, "sse-subscribers", 1000, "SSE subscribers")
-	fs.IntVar(&cfg.sseQueues, "sse-queues", 100, "queues the SSE subscribers are spread over")
+	fs.IntVar(&cfg.sseQueues, "sse-queues", 250, "queues the SSE subscribers are spread over (each message reaches subscribers/queues of them)")
 	fs.Int64Var(&cfg.startupEvents, "startup-events", 1_000_000, "events in the log before the start-up and replay measurements")
 	fs.Int64Var(&cfg.memoryMessages, "memory-messages", 200_000, "ready messages for the memory measurement (RSS read at none, half and all)")
 	fs.Int64Var(&cfg.receivePrefill, "receive-prefill", 0, "messages published before each receive run (default: 1.5 × what the publish rate would fill)")
@@ -367,7 +367,11 @@ func (s *benchSession) settle(ctx context.Context) {
 func (s *benchSession) publishRun(ctx context.Context, t *benchTarget, target string, queues []string) benchRun {
 	s.settle(ctx)
 	bufs := newBenchBufs(s.cfg.conns)
-	return s.record(benchClosedLoop(ctx, s.phase("publish", target, "msg/s"), func(ctx context.Context, w int) (int, error) {
+	unit := "msg/s"
+	if t != s.lq {
+		unit = "req/s" // the limit stores nothing: requests, not messages
+	}
+	return s.record(benchClosedLoop(ctx, s.phase("publish", target, unit), func(ctx context.Context, w int) (int, error) {
 		_, err := t.publish(ctx, queues[w%len(queues)], s.bodies.single, bufs[w])
 		return 1, err
 	}))

@@ -281,10 +281,10 @@ func (s *benchSession) memoryRow(ctx context.Context) benchRow {
 	run.extra("ready_full", float64(ready2))
 	s.record(run)
 	row.Ledgerq = []float64{slope - body}
-	row.Note = fmt.Sprintf("RSS %s B empty, %s B with %d ready messages, %s B with %d: the last %d cost %.0f B each with the body, "+
+	row.Note = fmt.Sprintf("RSS %s empty, %s with %d ready messages, %s with %d: the last %d cost %.0f B each with the body, "+
 		"%.0f B without (the figure). From empty, %.0f B each with the body, %.0f B without, fixed costs included. "+
 		"RSS includes garbage not yet collected, so both err high.",
-		human(float64(rss0)), human(float64(rss1)), ready1, human(float64(rss2)), ready2, ready2-ready1,
+		mib(rss0), mib(rss1), ready1, mib(rss2), ready2, ready2-ready1,
 		slope, slope-body, overall, overall-body)
 	return row
 }
@@ -292,7 +292,8 @@ func (s *benchSession) memoryRow(ctx context.Context) benchRow {
 // sseRow runs the fan-out phase.
 func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 	cfg := s.sseConfig(rate)
-	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers at 50 %% load: append → frame p99", cfg.Subscribers), Unit: "ms", Op: "<=", Target: 25}
+	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers (%s per queue) at 50 %% load: append → frame p99", cfg.Subscribers,
+		trimFloat(float64(cfg.Subscribers)/float64(cfg.Queues))), Unit: "ms", Op: "<=", Target: 25}
 	s.settle(ctx)
 	run, err := benchSSE(ctx, s.lq, s.bodies, cfg)
 	if err != nil {
@@ -330,6 +331,7 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 		redisURL = rs.url
 	}
 	var limitNote string
+	var xadd, xread []float64
 	var rdb *redis.Client
 	if redisURL != "" {
 		opt, err := redis.ParseURL(redisURL)
@@ -348,9 +350,8 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 			limitNote += " Redis limit failed: " + err.Error() + "."
 			return
 		}
-		add := s.record(limitRun("redis", "limit:redis-xadd", "entries/s", r.Add))
-		read := s.record(limitRun("redis", "limit:redis-xreadgroup", "entries/s", r.Read))
-		limitNote += fmt.Sprintf(" Raw Redis: XADD %s entries/s, XREADGROUP+XACK %s entries/s.", human(add.Rate), human(read.Rate))
+		xadd = append(xadd, s.record(limitRun("redis", "limit:redis-xadd", "entries/s", r.Add)).Rate)
+		xread = append(xread, s.record(limitRun("redis", "limit:redis-xreadgroup", "entries/s", r.Read)).Rate)
 	}
 
 	target := s.lq
@@ -376,6 +377,10 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 	s.record(run)
 	if s.server != nil {
 		redisLimit()
+	}
+	if len(xadd) > 0 {
+		limitNote += fmt.Sprintf(" The bus's limit, raw Redis on the same redis-server before and after: XADD %s, XREADGROUP + XACK %s.",
+			runsText(xadd, "entries/s"), runsText(xread, "entries/s"))
 	}
 	errs := run.Errors + int64(run.Extra["load_errors"])
 	lat.Ledgerq, lat.Errors = []float64{run.P99}, errs
@@ -451,3 +456,6 @@ func (s *benchSession) startupRows(ctx context.Context, queues []string) []bench
 	}
 	return []benchRow{start, replay}
 }
+
+// mib prints a byte count in MiB.
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
