@@ -164,6 +164,10 @@ type Update struct {
 	// writer puts `id:` only on the last update of a position, so a client
 	// that resumes from its Last-Event-ID never skips the rest of a group.
 	More bool `json:"-"`
+	// Frame is Data as the SSE edge sends it, rendered once by the Hub
+	// (HubConfig.Render) instead of once per subscriber; nil without a
+	// renderer.
+	Frame []byte `json:"-"`
 }
 
 // SSE event names.

@@ -24,6 +24,11 @@ type HubConfig struct {
 	// Buffer is each subscriber's channel capacity. A subscriber that lets it
 	// fill up is dropped. Default 256.
 	Buffer int
+	// Render, when set, turns an update into the bytes subscribers are sent
+	// (Update.Frame). It runs once per update under the hub's lock, so a
+	// thousand subscribers share one encoding. It must be quick and must
+	// not call the hub.
+	Render func(Update) []byte
 }
 
 func (c *HubConfig) setDefaults() {
@@ -90,6 +95,13 @@ func (h *Hub) Publish(updates ...Update) {
 	defer h.mu.Unlock()
 	if h.closed {
 		return
+	}
+	if h.cfg.Render != nil {
+		// Render into a copy: the caller's slice is not ours to change.
+		updates = append([]Update(nil), updates...)
+		for i := range updates {
+			updates[i].Frame = h.cfg.Render(updates[i])
+		}
 	}
 	for _, u := range updates {
 		h.record(u)

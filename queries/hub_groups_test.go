@@ -42,3 +42,24 @@ func equalBools(a, b []bool) bool {
 	}
 	return true
 }
+
+// Render runs once per update, however many subscribers share it.
+func TestHubRendersOncePerUpdate(t *testing.T) {
+	calls := 0
+	h := NewHub(HubConfig{Render: func(u Update) []byte { calls++; return []byte(`"frame"`) }})
+	defer h.Close()
+	var subs []*Subscription
+	for range 50 {
+		_, s, _ := h.Subscribe(0, nil)
+		subs = append(subs, s)
+	}
+	h.Publish(Update{Position: 1, Event: EventQueueUpdated}, Update{Position: 2, Event: EventQueueUpdated})
+	if calls != 2 {
+		t.Fatalf("Render ran %d times for 2 updates and 50 subscribers, want 2", calls)
+	}
+	for _, s := range subs {
+		if u := <-s.C(); string(u.Frame) != `"frame"` {
+			t.Fatalf("subscriber got frame %q", u.Frame)
+		}
+	}
+}

@@ -253,9 +253,18 @@ func (s *server) snapshotQueues(r *http.Request, caller *principal, want map[str
 	}
 }
 
+// RenderSSE is the data line of an update as GET /v1/subscribe sends it.
+// Give it to the hub (queries.HubConfig.Render) so that each update is
+// encoded once, not once per subscriber.
+func RenderSSE(u queries.Update) []byte { return sseData(u) }
+
 // sseData is an update's data with times in API.md's format; data the
-// edge cannot read is passed on compacted to one line.
+// edge cannot read is passed on compacted to one line. It uses the frame
+// the hub rendered when there is one.
 func sseData(u queries.Update) []byte {
+	if u.Frame != nil {
+		return u.Frame
+	}
 	var (
 		v   any
 		err error

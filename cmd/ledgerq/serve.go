@@ -324,7 +324,7 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 	if err != nil {
 		return nil, fmt.Errorf("bus subscriber: %w", err)
 	}
-	n.hub = queries.NewHub(queries.HubConfig{})
+	n.hub = queries.NewHub(queries.HubConfig{Render: transport.RenderSSE})
 	n.engine, err = projections.New(projections.Config{
 		Path: readModel, Source: source, Subscriber: sub, Topic: relay.Topic,
 		DecodePack: relay.DecodePack, Upcast: upcast, Hub: n.hub, Logger: wmLog,
