@@ -235,7 +235,9 @@ type benchSession struct {
 	dir     string
 	started time.Time
 	secret  string
-	token   string
+	token   string // for ledgerq
+	// limitToken is signed with secret, for the limit handler.
+	limitToken string
 	// canMint: secret is the server's, so the bench can mint more tokens.
 	canMint bool
 	server  *benchChild // the server the bench started; nil with --url
@@ -249,41 +251,32 @@ type benchSession struct {
 // open starts the server (unless --url) and prepares the target.
 func (s *benchSession) open(ctx context.Context, env envFunc) error {
 	s.bodies = newBenchBodies(s.cfg.bodyBytes, s.cfg.publishBatch, s.cfg.receiveBatch)
+	// The secret signs the limit handler's tokens, and the server's too
+	// when the bench starts it or LEDGERQ_JWT_SECRET is the server's.
 	s.secret = env("LEDGERQ_JWT_SECRET")
-	s.canMint = s.secret != ""
-	if s.cfg.url != "" {
-		s.token = s.cfg.token
-		if s.token == "" {
-			tok, err := benchToken(s.secret, 2*time.Hour)
-			if err != nil {
-				return fmt.Errorf("bench: token: %w", err)
-			}
-			s.token = tok
+	s.canMint = s.secret != "" || s.cfg.url == ""
+	if len(s.secret) < minSecretBytes {
+		if s.secret != "" && s.cfg.url == "" {
+			return fmt.Errorf("bench: LEDGERQ_JWT_SECRET is %d bytes; use at least %d", len(s.secret), minSecretBytes)
 		}
-		if s.secret == "" {
-			// Only the limit handler needs a secret of its own then.
-			sec, err := benchSecret()
-			if err != nil {
-				return err
-			}
-			s.secret = sec
-		}
-		s.lq = newBenchTarget(s.cfg.url, s.token, s.cfg.maxInflight)
-		return nil
-	}
-	if s.secret == "" || len(s.secret) < minSecretBytes {
 		sec, err := benchSecret()
 		if err != nil {
 			return err
 		}
 		s.secret = sec
 	}
-	s.canMint = true
-	tok, err := benchToken(s.secret, 2*time.Hour)
-	if err != nil {
+	var err error
+	if s.limitToken, err = benchToken(s.secret, 2*time.Hour); err != nil {
 		return fmt.Errorf("bench: token: %w", err)
 	}
-	s.token = tok
+	s.token = s.limitToken
+	if s.cfg.url != "" {
+		if s.cfg.token != "" {
+			s.token = s.cfg.token
+		}
+		s.lq = newBenchTarget(s.cfg.url, s.token, s.cfg.maxInflight)
+		return nil
+	}
 	s.dataDir = filepath.Join(s.dir, "data")
 	s.logf("starting ledgerq serve (data %s)", s.dataDir)
 	srv, took, err := startBenchServer(ctx, s.exe, s.dataDir, s.secret, filepath.Join(s.dir, "serve.log"), s.serverArgs()...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -112,7 +113,7 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 		return nil, 0, fmt.Errorf("bench: %w", err)
 	}
 	defer lim.stop()
-	limT := newBenchTarget(lim.url, s.token, s.cfg.conns)
+	limT := newBenchTarget(lim.url, s.limitToken, s.cfg.conns)
 	defer limT.close()
 	rabbitErr := peerReachable(s.cfg.rabbitURL)
 	if rabbitErr != nil {
@@ -293,11 +294,15 @@ func (s *benchSession) memoryRow(ctx context.Context) benchRow {
 func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 	cfg := s.sseConfig(rate)
 	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers (%s per queue) at 50 %% load: append → frame p99", cfg.Subscribers,
-		trimFloat(float64(cfg.Subscribers)/float64(cfg.Queues))), Unit: "ms", Op: "<=", Target: 25}
+		strconv.FormatFloat(float64(cfg.Subscribers)/float64(cfg.Queues), 'g', 3, 64)), Unit: "ms", Op: "<=", Target: 25}
 	s.settle(ctx)
 	run, err := benchSSE(ctx, s.lq, s.bodies, cfg)
 	if err != nil {
 		row.Skip = err.Error()
+		var he *benchHTTPError
+		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests && cfg.Token == nil {
+			row.Skip += " (the server caps streams per token subject: set LEDGERQ_JWT_SECRET to the server's secret so the bench mints a subject per 8 subscribers)"
+		}
 		return row
 	}
 	s.record(run)
