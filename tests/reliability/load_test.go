@@ -250,33 +250,62 @@ func (ld *load) stop() {
 	ld.wg.Wait()
 }
 
-// pause waits between requests; longer after a request that got no answer
-// so that a dead server is not hammered. It reports false when the load
-// is stopping.
-func (ld *load) pause(every time.Duration, failed bool) bool {
-	if failed {
-		every = max(every, 20*time.Millisecond)
+// pacer spaces one worker's requests: with every > 0 they start on a
+// ticker, so the offered rate stays steady when answers slow down (a slow
+// answer skips ticks rather than bunching requests up); with every == 0
+// they go back to back. After a request that got no answer it waits at
+// least 20 ms so that a dead server is not hammered.
+type pacer struct {
+	quit  <-chan struct{}
+	every time.Duration
+	tick  *time.Ticker
+}
+
+func newPacer(quit <-chan struct{}, every time.Duration) *pacer {
+	p := &pacer{quit: quit, every: every}
+	if every > 0 {
+		p.tick = time.NewTicker(every)
 	}
-	if every == 0 {
+	return p
+}
+
+// next reports false when the load is stopping.
+func (p *pacer) next(failed bool) bool {
+	if failed {
+		t := time.NewTimer(max(p.every, 20*time.Millisecond))
+		defer t.Stop()
 		select {
-		case <-ld.quit:
+		case <-p.quit:
+			return false
+		case <-t.C:
+		}
+	}
+	if p.tick == nil {
+		select {
+		case <-p.quit:
 			return false
 		default:
 			return true
 		}
 	}
-	t := time.NewTimer(every)
-	defer t.Stop()
 	select {
-	case <-ld.quit:
+	case <-p.quit:
 		return false
-	case <-t.C:
+	case <-p.tick.C:
 		return true
+	}
+}
+
+func (p *pacer) stop() {
+	if p.tick != nil {
+		p.tick.Stop()
 	}
 }
 
 func (ld *load) publish(s *server, cfg loadConfig, l *ledger, w int) {
 	pad := strings.Repeat("p", max(0, cfg.bodyBytes-24))
+	p := newPacer(ld.quit, cfg.every)
+	defer p.stop()
 	for i := 0; ; i++ {
 		started := time.Now()
 		a, err := s.do("POST", "/v1/queues/"+cfg.queue+"/messages", cfg.token,
@@ -289,7 +318,7 @@ func (ld *load) publish(s *server, cfg loadConfig, l *ledger, w int) {
 			_ = a.decode(&r)
 			l.addPublished(r.ID)
 		}
-		if !ld.pause(cfg.every, err != nil) {
+		if !p.next(err != nil) {
 			return
 		}
 	}
@@ -297,6 +326,8 @@ func (ld *load) publish(s *server, cfg loadConfig, l *ledger, w int) {
 
 func (ld *load) consume(s *server, cfg loadConfig, l *ledger, rng *rand.Rand) {
 	base := "/v1/queues/" + cfg.queue
+	p := newPacer(ld.quit, cfg.every)
+	defer p.stop()
 	for {
 		started := time.Now()
 		a, err := s.do("POST", base+"/receive", cfg.token, map[string]any{"max_messages": 10, "wait_ms": 100})
@@ -321,7 +352,7 @@ func (ld *load) consume(s *server, cfg loadConfig, l *ledger, rng *rand.Rand) {
 				}
 			}
 		}
-		if !ld.pause(cfg.every, err != nil) {
+		if !p.next(err != nil) {
 			return
 		}
 	}

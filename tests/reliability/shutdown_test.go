@@ -3,11 +3,11 @@ package reliability
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -162,6 +162,7 @@ const strictLeasesAtShutdown = false
 type sseStream struct {
 	events atomic.Int64
 	done   chan error
+	close  func()
 }
 
 func openSSE(t *testing.T, s *server, tok, query string) *sseStream {
@@ -185,8 +186,8 @@ func openSSE(t *testing.T, s *server, tok, query string) *sseStream {
 		cancel()
 		t.Fatalf("subscribe: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	st := &sseStream{done: make(chan error, 1)}
-	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	st := &sseStream{done: make(chan error, 1), close: func() { cancel(); resp.Body.Close() }}
+	t.Cleanup(st.close)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -220,7 +221,7 @@ func startLongPoll(t *testing.T, s *server, tok, queue string, waitMS int) <-cha
 	go func() {
 		ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(context.Background(), trace), 2*time.Minute)
 		defer cancel()
-		body := strings.NewReader(`{"max_messages":1,"wait_ms":` + itoa(waitMS) + `}`)
+		body := strings.NewReader(`{"max_messages":1,"wait_ms":` + strconv.Itoa(waitMS) + `}`)
 		req, err := http.NewRequestWithContext(ctx, "POST", s.url+"/v1/queues/"+queue+"/receive", body)
 		if err != nil {
 			out <- pollResult{err: err}
@@ -246,20 +247,8 @@ func startLongPoll(t *testing.T, s *server, tok, queue string, waitMS int) <-cha
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case r := <-out:
-		t.Fatalf("the long poll ended before SIGTERM: %d %s %v", r.a.status, r.a.body, errors.Join(r.err))
+		t.Fatalf("the long poll ended before SIGTERM: %d %s %v", r.a.status, r.a.body, r.err)
 	default:
 	}
 	return out
-}
-
-func itoa(n int) string {
-	const digits = "0123456789"
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{digits[n%10]}, b...)
-	}
-	return string(b)
 }
