@@ -81,8 +81,26 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 			m.str("state"), leasedUntil, held.ExpiresAt.Format(time.RFC3339Nano), m.Body)
 	}
 
-	// Receiving gets the ready messages and the overdue one (its lease ran
-	// out long ago), never the held one.
+	// The overdue lease ran out long ago by its v1 deadline: the scheduler
+	// logs its expiry once the server is up. The held one stays.
+	var expired []string
+	deadline := time.Now().Add(20 * time.Second)
+	for len(expired) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never expired the overdue v1 lease")
+		}
+		time.Sleep(20 * time.Millisecond)
+		r := must(t, s.call("GET", "/v1/events?type=MessageLeaseExpired&after="+strconv.FormatInt(story.Head, 10), tok, nil), http.StatusOK, "expiries")
+		for _, x := range r.JSON["events"].([]any) {
+			expired = append(expired, x.(map[string]any)["data"].(map[string]any)["message_id"].(string))
+		}
+	}
+	if !slices.Equal(expired, []string{story.IDs[oldlog.Overdue]}) {
+		t.Fatalf("the server expired %v, want only the overdue message %s", expired, story.IDs[oldlog.Overdue])
+	}
+
+	// Receiving gets the ready messages and the overdue one, never the held
+	// one.
 	r := must(t, s.call("POST", "/v1/queues/"+oldlog.Queue+"/receive", tok,
 		map[string]any{"max_messages": 10, "visibility_timeout_ms": 60000}), http.StatusOK, "receive")
 	var got []string
