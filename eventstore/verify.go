@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 )
 
@@ -74,12 +76,53 @@ func VerifyFile(ctx context.Context, path string, from, to int64) (VerifyReport,
 	if _, err := os.Stat(path); err != nil {
 		return VerifyReport{}, fmt.Errorf("eventstore: verify %s: %w", path, err)
 	}
-	db, err := openReader(path, 1, DefaultBusyTimeout)
+	var (
+		db  *sql.DB
+		err error
+	)
+	if dirWritable(filepath.Dir(path)) {
+		db, err = openReader(path, 1, DefaultBusyTimeout)
+	} else {
+		db, err = openImmutable(path)
+	}
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("eventstore: verify %s: %w", path, err)
 	}
 	defer db.Close()
 	return verifyChain(ctx, db, from, to, nil)
+}
+
+// dirWritable reports whether SQLite could create the WAL index (-shm)
+// beside the file, which even a read-only WAL connection needs.
+func dirWritable(dir string) bool {
+	f, err := os.CreateTemp(dir, ".ledgerq-verify-*")
+	if err != nil {
+		return false
+	}
+	name := f.Name()
+	f.Close()
+	os.Remove(name)
+	return true
+}
+
+// openImmutable opens a log in a directory nobody may write (a read-only
+// backup or mount). SQLite's immutable mode reads the main file alone and
+// ignores a WAL, so a log with a non-empty WAL is refused rather than
+// verified short.
+func openImmutable(path string) (*sql.DB, error) {
+	if fi, err := os.Stat(path + "-wal"); err == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("%w: the directory is read-only and %s-wal holds commits not yet in the main file; verify a copy in a writable directory", ErrUnavailable, path)
+	}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Set("immutable", "1")
+	dsn, err := fileURI(path, q)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(newConnector(dsn, readerPragmas(DefaultBusyTimeout)))
+	db.SetMaxOpenConns(1)
+	return db, nil
 }
 
 // chainEnd is the head a store committed, which the chain must end at.
