@@ -115,8 +115,11 @@ func (a *App) receiveOnce(ctx context.Context, cmd Receive, wait bool) (receiveA
 	if err != nil {
 		return receiveAttempt{}, err
 	}
-	// The leases are durable, and so is every publish before them.
-	contents, err := a.readPublished(ctx, refs)
+	// The leases are durable, and so is every publish before them. Read
+	// the bodies even if the caller's context ends now (shutdown, a client
+	// going away): the leases are taken, and an answer without them would
+	// leave the messages in flight for nothing and count a receive.
+	contents, err := a.readPublished(context.WithoutCancel(ctx), refs)
 	if err != nil {
 		return receiveAttempt{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -51,6 +52,9 @@ type Store struct {
 
 	stats struct {
 		commits, requests, events, conflicts, failedCommits atomic.Int64
+		// lastFailure is the unix nanoseconds of the latest failed batch
+		// while the latest attempt failed, 0 once a batch commits again.
+		lastFailure atomic.Int64
 	}
 }
 
@@ -263,6 +267,10 @@ type Stats struct {
 	FailedCommits int64
 	// Queued is the number of requests waiting for the writer.
 	Queued int
+	// FailingSince is when the latest commit attempt failed, while no
+	// commit has succeeded after it (zero otherwise): the disk is full,
+	// read-only or failing right now, as far as the store knows.
+	FailingSince time.Time
 }
 
 // Stats returns the writer's counters.
@@ -278,5 +286,8 @@ func (s *Store) Stats() Stats {
 	st.Events = s.stats.events.Load()
 	st.Conflicts = s.stats.conflicts.Load()
 	st.FailedCommits = s.stats.failedCommits.Load()
+	if ns := s.stats.lastFailure.Load(); ns != 0 {
+		st.FailingSince = time.Unix(0, ns).UTC()
+	}
 	return st
 }

@@ -149,6 +149,7 @@ func (s *Store) commitBatch(batch []*Pending) {
 		}
 	}
 	if applied > 0 {
+		s.stats.lastFailure.Store(0)
 		s.stats.commits.Add(1)
 		s.stats.requests.Add(int64(applied))
 		s.stats.events.Add(events)
@@ -166,6 +167,7 @@ func (s *Store) commitBatch(batch []*Pending) {
 // matches the file; positions handed out in the batch are handed out again.
 func (s *Store) failBatch(batch []*Pending, be *batchError) {
 	s.stats.failedCommits.Add(1)
+	s.stats.lastFailure.Store(s.opts.Now().UnixNano())
 	s.log.WithError(be.err).WithField("requests", len(batch)).Error("eventstore: group commit failed")
 	if be.resync {
 		if err := s.loadHeads(context.Background()); err != nil {

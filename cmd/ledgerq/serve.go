@@ -147,10 +147,13 @@ type node struct {
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
 	runErrs chan error
-
-	failMu                  sync.Mutex
-	lastCommits, lastFailed int64
 }
+
+// failingWindow is how long /readyz reports the event store as failing
+// after a commit failed with none successful since. It is bounded so that a
+// load balancer that stops sending writes lets the node recover: afterwards
+// the next write tells whether the disk is writable again.
+const failingWindow = 30 * time.Second
 
 func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io.Writer) error {
 	cfg, err := parseServe(args, env, stderr)
@@ -383,9 +386,10 @@ func (n *node) ready(maxLag int64) func(context.Context) transport.ReadyReport {
 		var r transport.ReadyReport
 		if n.store != nil {
 			c := transport.Check{Name: "event_store", OK: true}
-			if _, err := n.store.PositionAt(ctx, time.Now()); err != nil {
+			now := time.Now()
+			if _, err := n.store.PositionAt(ctx, now); err != nil {
 				c.OK, c.Detail = false, "event store unreadable"
-			} else if st := n.store.Stats(); st.FailedCommits > 0 && n.lastCommitFailed() {
+			} else if since := n.store.Stats().FailingSince; !since.IsZero() && now.Sub(since) < failingWindow {
 				c.OK, c.Detail = false, "the last commit failed (disk full or read-only?)"
 			}
 			r.Checks = append(r.Checks, c)
@@ -411,19 +415,6 @@ func boolStr(redis bool) string {
 		return "redis"
 	}
 	return ""
-}
-
-// lastCommitFailed reports whether the store's latest commit attempt failed
-// (the failure counter moved since the last successful commit we saw).
-func (n *node) lastCommitFailed() bool {
-	st := n.store.Stats()
-	n.failMu.Lock()
-	defer n.failMu.Unlock()
-	if st.Commits != n.lastCommits {
-		n.lastCommits, n.lastFailed = st.Commits, st.FailedCommits
-		return false
-	}
-	return st.FailedCommits > n.lastFailed
 }
 
 // updateMetrics copies the components' counters into Prometheus once a second.

@@ -221,7 +221,7 @@ func reportReadyOnFullDisk(t *testing.T, s *server) {
 }
 
 // strictReadyOnFullDisk makes reportReadyOnFullDisk fail the test.
-const strictReadyOnFullDisk = false
+const strictReadyOnFullDisk = true
 
 // receive leases up to n messages and fails the test unless it gets n.
 func receive(t *testing.T, s *server, tok, q string, n int, l *ledger) []leasedMessage {

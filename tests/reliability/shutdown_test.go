@@ -155,7 +155,7 @@ func checkLeasesAnswered(t *testing.T, inLog, delivered int) {
 }
 
 // strictLeasesAtShutdown makes checkLeasesAnswered fail the test.
-const strictLeasesAtShutdown = false
+const strictLeasesAtShutdown = true
 
 // sseStream is an open GET /v1/subscribe whose events are counted; done
 // yields nil when the server ended the stream cleanly.
