@@ -101,6 +101,19 @@ func (s *server) buildRouter() *mux.Router {
 		web:       s.deps.Web != nil,
 	})
 	s.routeList = t.list
+	if s.deps.Role == RoleQuery {
+		// A command sent to a query node gets 405 with a reason, on
+		// command-only paths too, rather than a bare 404.
+		for _, r := range Routes() {
+			if r.Group != GroupCommand {
+				continue
+			}
+			if _, seen := t.methods[r.Path]; !seen {
+				t.probe.Path(r.Path).Name(r.Path)
+				t.methods[r.Path] = []string{}
+			}
+		}
+	}
 	s.probe, s.allowed = t.probe, t.methods
 	return t.root
 }

@@ -95,9 +95,9 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 	}
 	sub.close()
 
-	// No command route is served by the query node: where the path has a
-	// query route the method is refused (405, Allow: GET); a path only
-	// commands use is not found at all.
+	// No command route is served by the query node: every command answers
+	// 405 with a reason, Allow: GET where the path has a query route and an
+	// empty Allow where only commands use it.
 	for _, cmd := range []struct {
 		method, path string
 		queryPath    bool
@@ -108,13 +108,15 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 		{"POST", "/v1/queues/jobs/nack", false}, {"POST", "/v1/queues/jobs/purge", false},
 	} {
 		r := q.call(cmd.method, cmd.path, tok, map[string]any{"name": "x", "body": "x", "receipt": "x"})
-		ok := r.Status == http.StatusMethodNotAllowed && r.str("code") == "method_not_allowed" && r.Header.Get("Allow") == "GET"
-		if !cmd.queryPath {
-			ok = ok || r.Status == http.StatusNotFound && r.str("code") == "not_found"
+		wantAllow := ""
+		if cmd.queryPath {
+			wantAllow = "GET"
 		}
+		ok := r.Status == http.StatusMethodNotAllowed && r.str("code") == "method_not_allowed" &&
+			r.Header.Get("Allow") == wantAllow && strings.Contains(r.str("detail"), "queries only")
 		if !ok || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") {
-			t.Errorf("%s %s on the query node: %d %q Allow %q, want 405 method_not_allowed Allow GET",
-				cmd.method, cmd.path, r.Status, r.str("code"), r.Header.Get("Allow"))
+			t.Errorf("%s %s on the query node: %d %q Allow %q detail %q, want 405 method_not_allowed Allow %q",
+				cmd.method, cmd.path, r.Status, r.str("code"), r.Header.Get("Allow"), r.str("detail"), wantAllow)
 		}
 	}
 	if r := w.getAt(tok, "/v1/queues/jobs", last); stat(r.JSON, "published_total") != jobs {
