@@ -340,11 +340,19 @@ func (s *server) handleVerify() http.HandlerFunc {
 	}
 }
 
+// stateAnswer is the JSON of a point-in-time state.
+type stateAnswer struct {
+	Position int64       `json:"position"`
+	Queues   []queueView `json:"queues"`
+}
+
+// StateJSON renders a point-in-time state exactly as GET /v1/audit/state
+// answers it, so `ledgerq replay` prints the same document offline.
+func StateJSON(v queries.StateView) any {
+	return stateAnswer{Position: v.Position, Queues: queuesFromQuery(v.Queues)}
+}
+
 func (s *server) handleStateAt() http.HandlerFunc {
-	type answer struct {
-		Position int64       `json:"position"`
-		Queues   []queueView `json:"queues"`
-	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		p := newParams(r)
 		q := queries.StateAt{Position: p.int64("at_position", 0, 1, 1<<62), Time: p.time("at_time")}
@@ -367,6 +375,6 @@ func (s *server) handleStateAt() http.HandlerFunc {
 				visible = append(visible, qu)
 			}
 		}
-		s.respond(w, r, http.StatusOK, answer{Position: st.Position, Queues: queuesFromQuery(visible)})
+		s.respond(w, r, http.StatusOK, stateAnswer{Position: st.Position, Queues: queuesFromQuery(visible)})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ledgerq/ledgerq/eventstore"
 	"github.com/ledgerq/ledgerq/projections"
 	"github.com/ledgerq/ledgerq/queries"
+	"github.com/ledgerq/ledgerq/transport"
 )
 
 // runReplay rebuilds the state of every queue from the log offline, up to a
@@ -48,10 +49,7 @@ func runReplay(ctx context.Context, args []string, env envFunc, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	if view.Queues == nil {
-		view.Queues = []queries.Queue{}
-	}
-	return printJSON(stdout, view)
+	return printJSON(stdout, transport.StateJSON(view))
 }
 
 // openLogOffline opens the event log of a data directory for reading with
