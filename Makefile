@@ -11,7 +11,7 @@ FUZZTIME ?= 3s
 
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-short test-race fuzz lint fmt bench bench-compare deps clean
+.PHONY: all build run test test-short test-race test-faults fuzz lint fmt bench bench-compare deps clean
 
 all: build
 
@@ -39,6 +39,12 @@ test-short: deps
 	$(GO) test -short -count=1 $(PKGS)
 
 test-race: test
+
+# test-faults: the long fault runs — 25 SIGKILLs under load and a 60 s soak
+# (the short versions run in `make test`).
+test-faults: deps
+	LEDGERQ_CRASH_KILLS=25 $(GO) test -count=1 -run Crash -v ./tests/reliability
+	LEDGERQ_SOAK=60s $(GO) test -count=1 -run Soak -v -timeout 10m ./tests/reliability
 
 fuzz: deps
 	@set -e; for f in $$(git grep -l '^func Fuzz' -- '*_test.go'); do \
