@@ -65,7 +65,7 @@ func TestLeanDecodeReplaysLikeFullDecode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		le, err := decodeForState(e.EventType(), data)
+		le, err := domain.DecodeForReplay(e.EventType(), data)
 		if err != nil {
 			t.Fatalf("%s: %v", e.EventType(), err)
 		}
@@ -88,20 +88,20 @@ func TestLeanDecodeFallsBackOnOddInput(t *testing.T) {
 	// Whitespace and member order do not matter; what the scanner cannot
 	// read goes to encoding/json, which reports real errors.
 	data := []byte(" {\n \"expired_at\" : \"2025-01-02T03:04:05Z\" ,\"message_id\":\"01ARZ3NDEKTSV4RRFFQ69G5FAV\", \"queue\":\"q\"}")
-	ev, err := decodeForState(domain.TypeMessageExpired, data)
+	ev, err := domain.DecodeForReplay(domain.TypeMessageExpired, data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e, ok := ev.(domain.MessageExpired); !ok || e.Queue != "q" || e.MessageID != "01ARZ3NDEKTSV4RRFFQ69G5FAV" {
 		t.Fatalf("decoded %+v", ev)
 	}
-	if _, err := decodeForState(domain.TypeMessageAcked, []byte(`{"queue":`)); err == nil {
+	if _, err := domain.DecodeForReplay(domain.TypeMessageAcked, []byte(`{"queue":`)); err == nil {
 		t.Fatal("truncated payload decoded")
 	}
-	if _, err := decodeForState(domain.TypeMessageLeased, []byte(`{"receive_count":"x"}`)); err == nil {
+	if _, err := domain.DecodeForReplay(domain.TypeMessageLeased, []byte(`{"receive_count":"x"}`)); err == nil {
 		t.Fatal("a bad receive_count decoded")
 	}
-	if _, err := decodeForState("Unknown", []byte(`{}`)); err == nil {
+	if _, err := domain.DecodeForReplay("Unknown", []byte(`{}`)); err == nil {
 		t.Fatal("unknown type decoded")
 	}
 }

@@ -116,7 +116,7 @@ func (a *App) rebuildQueue(ctx context.Context, qs *queueState) error {
 // replayInto applies one logged event to an aggregate, checking that the
 // aggregate's version follows the stream's.
 func replayInto(q *domain.Queue, e eventstore.Event) error {
-	ev, err := decodeForState(e.Type, e.Data)
+	ev, err := domain.DecodeForReplay(e.Type, e.Data)
 	if err != nil {
 		return fmt.Errorf("position %d: %w", e.Position, err)
 	}

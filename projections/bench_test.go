@@ -157,3 +157,25 @@ func BenchmarkApplyPack(b *testing.B) {
 	b.ReportMetric(float64(applied)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(applied), "ns/event")
 }
+
+// BenchmarkStateAt measures point-in-time replay to the head: the log read
+// back from the store and folded by the stats reducer (GET
+// /v1/audit/state, ledgerq replay).
+func BenchmarkStateAt(b *testing.B) {
+	store, head := benchStore(b, benchMessages())
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		v, err := StateAt(context.Background(), store, 0, time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if v.Position != head {
+			b.Fatalf("state at %d, want %d", v.Position, head)
+		}
+	}
+	elapsed := time.Since(start)
+	events := float64(head) * float64(b.N)
+	b.ReportMetric(events/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(head), "log-events")
+}

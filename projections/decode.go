@@ -24,13 +24,23 @@ func decode(e eventstore.Event) (decoded, error) {
 
 // decodeWith upcasts the event first when upcast is set.
 func decodeWith(upcast func(eventstore.Event) (eventstore.Event, error), e eventstore.Event) (decoded, error) {
+	return decodeUsing(domain.DecodeEvent, upcast, e)
+}
+
+// decodeForStats decodes only what the stats reducer (QueueState) reads,
+// skipping bodies and headers: point-in-time replay reads the whole log.
+func decodeForStats(e eventstore.Event) (decoded, error) {
+	return decodeUsing(domain.DecodeForReplay, nil, e)
+}
+
+func decodeUsing(dec func(string, []byte) (domain.Event, error), upcast func(eventstore.Event) (eventstore.Event, error), e eventstore.Event) (decoded, error) {
 	if upcast != nil {
 		var err error
 		if e, err = upcast(e); err != nil {
 			return decoded{}, fmt.Errorf("event at position %d: %w", e.Position, err)
 		}
 	}
-	ev, err := domain.DecodeEvent(e.Type, e.Data)
+	ev, err := dec(e.Type, e.Data)
 	if err != nil {
 		return decoded{}, fmt.Errorf("event at position %d: %w", e.Position, err)
 	}

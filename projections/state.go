@@ -50,7 +50,7 @@ func (s *QueueState) Apply(e eventstore.Event) error {
 	if e.Position <= s.position {
 		return fmt.Errorf("%w: position %d after %d", ErrInconsistent, e.Position, s.position)
 	}
-	d, err := decode(e)
+	d, err := decodeForStats(e)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package commands
+package domain
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-
-	"github.com/ledgerq/ledgerq/domain"
 )
 
 // Rebuilding the command state reads every event of the log, and most of
@@ -25,11 +23,13 @@ import (
 
 var errLean = errors.New("lean decode: unexpected input")
 
-// decodeForState decodes what the command state needs of a logged event.
-func decodeForState(eventType string, data []byte) (domain.Event, error) {
+// DecodeForReplay decodes what replay needs of a logged event: every
+// member that the command state and the stats reducers read, without the
+// body and headers. Use DecodeEvent for anything shown to people.
+func DecodeForReplay(eventType string, data []byte) (Event, error) {
 	ev, err := leanDecode(eventType, data)
 	if errors.Is(err, errLean) {
-		return domain.DecodeEvent(eventType, data)
+		return DecodeEvent(eventType, data)
 	}
 	return ev, err
 }
@@ -39,26 +39,26 @@ type leanEvent struct {
 	queue, messageID, receiptHash, dedupID string
 	at1, at2, at3                          time.Time
 	count                                  int64
-	origin                                 *domain.Origin
+	origin                                 *Origin
 }
 
-func leanDecode(eventType string, data []byte) (domain.Event, error) {
+func leanDecode(eventType string, data []byte) (Event, error) {
 	var l leanEvent
 	// at1…at3 are the event's times in the order each type lists them
 	// below; count is its one number.
 	var times [3]string
 	switch eventType {
-	case domain.TypeMessagePublished:
+	case TypeMessagePublished:
 		times = [3]string{"published_at", "available_at", "expires_at"}
-	case domain.TypeMessageLeased:
+	case TypeMessageLeased:
 		times = [3]string{"lease_expires_at"}
-	case domain.TypeMessageLeaseExtended:
+	case TypeMessageLeaseExtended:
 		times = [3]string{"lease_expires_at"}
-	case domain.TypeMessageReleased:
+	case TypeMessageReleased:
 		times = [3]string{"available_at"}
-	case domain.TypeMessageLeaseExpired:
+	case TypeMessageLeaseExpired:
 		times = [3]string{"expired_at"}
-	case domain.TypeMessageAcked, domain.TypeMessageDeadLettered, domain.TypeMessageExpired, domain.TypeMessageRedriven:
+	case TypeMessageAcked, TypeMessageDeadLettered, TypeMessageExpired, TypeMessageRedriven:
 	default:
 		// Queue events are rare and carry nested attributes.
 		return nil, errLean
@@ -78,7 +78,7 @@ func leanDecode(eventType string, data []byte) (domain.Event, error) {
 			l.count, err = strconv.ParseInt(string(val), 10, 64)
 		case "origin":
 			if !bytes.Equal(val, []byte("null")) {
-				l.origin = new(domain.Origin)
+				l.origin = new(Origin)
 				err = json.Unmarshal(val, l.origin)
 			}
 		case times[0]:
@@ -97,24 +97,24 @@ func leanDecode(eventType string, data []byte) (domain.Event, error) {
 		return nil, err
 	}
 	switch eventType {
-	case domain.TypeMessagePublished:
-		return domain.MessagePublished{Queue: l.queue, MessageID: l.messageID, PublishedAt: l.at1, AvailableAt: l.at2, ExpiresAt: l.at3, DedupID: l.dedupID, Origin: l.origin}, nil
-	case domain.TypeMessageLeased:
-		return domain.MessageLeased{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, LeaseExpiresAt: l.at1, ReceiveCount: int(l.count)}, nil
-	case domain.TypeMessageLeaseExtended:
-		return domain.MessageLeaseExtended{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, LeaseExpiresAt: l.at1}, nil
-	case domain.TypeMessageAcked:
-		return domain.MessageAcked{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash}, nil
-	case domain.TypeMessageReleased:
-		return domain.MessageReleased{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, AvailableAt: l.at1}, nil
-	case domain.TypeMessageLeaseExpired:
-		return domain.MessageLeaseExpired{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, ExpiredAt: l.at1}, nil
-	case domain.TypeMessageDeadLettered:
-		return domain.MessageDeadLettered{Queue: l.queue, MessageID: l.messageID}, nil
-	case domain.TypeMessageExpired:
-		return domain.MessageExpired{Queue: l.queue, MessageID: l.messageID}, nil
-	default: // domain.TypeMessageRedriven
-		return domain.MessageRedriven{Queue: l.queue, MessageID: l.messageID}, nil
+	case TypeMessagePublished:
+		return MessagePublished{Queue: l.queue, MessageID: l.messageID, PublishedAt: l.at1, AvailableAt: l.at2, ExpiresAt: l.at3, DedupID: l.dedupID, Origin: l.origin}, nil
+	case TypeMessageLeased:
+		return MessageLeased{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, LeaseExpiresAt: l.at1, ReceiveCount: int(l.count)}, nil
+	case TypeMessageLeaseExtended:
+		return MessageLeaseExtended{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, LeaseExpiresAt: l.at1}, nil
+	case TypeMessageAcked:
+		return MessageAcked{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash}, nil
+	case TypeMessageReleased:
+		return MessageReleased{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, AvailableAt: l.at1}, nil
+	case TypeMessageLeaseExpired:
+		return MessageLeaseExpired{Queue: l.queue, MessageID: l.messageID, ReceiptHash: l.receiptHash, ExpiredAt: l.at1}, nil
+	case TypeMessageDeadLettered:
+		return MessageDeadLettered{Queue: l.queue, MessageID: l.messageID, ReceiveCount: int(l.count)}, nil
+	case TypeMessageExpired:
+		return MessageExpired{Queue: l.queue, MessageID: l.messageID}, nil
+	default: // TypeMessageRedriven
+		return MessageRedriven{Queue: l.queue, MessageID: l.messageID}, nil
 	}
 }
 
