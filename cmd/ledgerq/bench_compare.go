@@ -309,8 +309,10 @@ func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 	exp := int64(run.Extra["frames_expected"])
 	row.Ledgerq = []float64{run.P99}
 	row.Errors = run.Errors + (exp - run.Ops)
-	row.Note = fmt.Sprintf("%d subscribers over %d queues, publishing %s msg/s; %d of %d frames arrived (missing ones count as errors); p50 %s, p99.9 %s.",
-		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), run.Ops, exp, msText(run.P50), msText(run.P999))
+	row.Note = fmt.Sprintf("%d subscribers over %d queues, publishing %s msg/s (publish p99 %s); %d of %d frames arrived (missing ones count as errors), "+
+		"%d streams ended by the server; p50 %s, p99.9 %s.",
+		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), msText(run.Extra["publish_p99_ms"]), run.Ops, exp,
+		int(run.Extra["disconnected"]), msText(run.P50), msText(run.P999))
 	return row
 }
 

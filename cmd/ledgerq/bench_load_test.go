@@ -194,8 +194,8 @@ func TestBenchSSEFanOut(t *testing.T) {
 	if exp := run.Extra["frames_expected"]; exp != 100 || run.Ops != 100 {
 		t.Fatalf("frames %d of %v expected; want 100 of 100", run.Ops, exp)
 	}
-	if run.LatencySamples != 100 || run.Errors != 0 {
-		t.Fatalf("samples %d errors %d", run.LatencySamples, run.Errors)
+	if run.LatencySamples != 100 || run.Errors != 0 || run.Extra["disconnected"] != 0 {
+		t.Fatalf("samples %d errors %d disconnected %v", run.LatencySamples, run.Errors, run.Extra["disconnected"])
 	}
 }
 

@@ -97,7 +97,9 @@ type benchSSEConfig struct {
 // i mod Queues, kinds=message), publishes at cfg.Rate round-robin over the
 // queues, and measures for each frame the time from the publish's 201 to
 // the frame's arrival (0 when the frame came first). A frame counts once
-// per subscriber and position.
+// per subscriber and position. After the last publish it waits for frames
+// as long as they keep arriving (up to two minutes), so a lagging read side
+// shows as latency, and missing frames are ones that never came.
 func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg benchSSEConfig) (benchRun, error) {
 	run := benchRun{Phase: "sse", Target: "ledgerq", Unit: "frames/s", Concurrency: cfg.Subscribers}
 	queues := make([]string, cfg.Queues)
@@ -120,7 +122,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	frames := make([][]frame, cfg.Subscribers)
 	// received counts frames at or after countFrom: those of the measured
 	// publishes, not of the warm-up's.
-	var received, countFrom atomic.Int64
+	var received, countFrom, disconnected atomic.Int64
 	countFrom.Store(1 << 62)
 	connected := make(chan error, cfg.Subscribers)
 	var wg sync.WaitGroup
@@ -158,6 +160,11 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 				return
 			}
 			connected <- nil
+			defer func() {
+				if subCtx.Err() == nil {
+					disconnected.Add(1) // the server ended the stream
+				}
+			}()
 			_ = readSSE(resp.Body, func(ev sseEvent) {
 				if ev.Event != "message.updated" {
 					return
@@ -232,9 +239,16 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 			expected += perQueue[p.queue]
 		}
 	}
+	// Wait for the last frames while they keep coming: a read side that
+	// lags by seconds still delivers, and those frames must count (late),
+	// not go missing. Grace is how long a silence ends the wait.
+	hardStop := time.Now().Add(2 * time.Minute)
 	deadline := time.Now().Add(cfg.Grace)
-	for received.Load() < int64(expected) && time.Now().Before(deadline) && ctx.Err() == nil {
+	for last := received.Load(); last < int64(expected) && time.Now().Before(deadline) && time.Now().Before(hardStop) && ctx.Err() == nil; {
 		time.Sleep(20 * time.Millisecond)
+		if n := received.Load(); n > last {
+			last, deadline = n, time.Now().Add(cfg.Grace)
+		}
 	}
 	stopSubs()
 	wg.Wait()
@@ -264,6 +278,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	run.extra("publish_rate", pubRun.Rate)
 	run.extra("publish_p99_ms", pubRun.P99)
 	run.extra("frames_expected", float64(expected))
+	run.extra("disconnected", float64(disconnected.Load()))
 	if expected > 0 {
 		run.extra("delivered_ratio", float64(delivered)/float64(expected))
 	}

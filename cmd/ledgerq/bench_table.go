@@ -324,7 +324,11 @@ const benchMethod = `## How it is measured
   the answer. "Lag growth" is the median of the last quarter of probes minus that of the first.
 - **SSE.** Subscribers on ` + "`/v1/subscribe?queues=…&kinds=message`" + ` spread over the phase's queues, publishes
   at 50 % of the single-publish rate round-robin over them; each frame's latency is its arrival minus the
-  publish's 201 (0 when the frame came first).
+  publish's 201 (0 when the frame came first). After the last publish the bench keeps reading as long as
+  frames keep coming (up to 2 minutes), so a lagging read side shows as latency; frames that never came count
+  as errors, and streams the server ended are counted.
+- **Settling.** Before every run, of ledgerq or of an anchor, the bench waits until ledgerq's read side has
+  applied everything written so far, so no run shares the CPU with the backlog of the one before.
 - **Start-up.** The first server's log is topped up to the target number of events with batch publishes, the
   server is stopped with SIGTERM and started again; the figure is process start to the first 200 from /readyz.
 - **Memory.** VmRSS of the server process with no ready message, with half of them and with all of them
