@@ -106,6 +106,13 @@ func prepare(req AppendRequest) (preparedRequest, error) {
 	if len(req.Streams) == 0 {
 		return preparedRequest{}, invalidf("append request has no streams")
 	}
+	// Metadata is hashed as stored; encoding/json would store invalid
+	// UTF-8 as U+FFFD, and the event read back would no longer hash alike.
+	for _, f := range []string{req.Metadata.Subject, req.Metadata.RequestID, req.Metadata.CorrelationID, req.Metadata.CausationID} {
+		if !utf8.ValidString(f) {
+			return preparedRequest{}, invalidf("metadata is not UTF-8")
+		}
+	}
 	meta, err := encodeMetadata(req.Metadata)
 	if err != nil {
 		return preparedRequest{}, invalidf("metadata: %v", err)

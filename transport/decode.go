@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxJSONDepth bounds nesting: the deepest request ledgerq takes is a batch
@@ -24,7 +25,10 @@ const maxJSONDepth = 32
 // dst as it is. Errors are apiErrors (400, 413, 415).
 func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bool, dst any) error {
 	if r.ContentLength > limit {
-		// Refuse before reading a byte: the declared length is enough.
+		// Refuse before reading a byte: the declared length is enough. The
+		// connection is closed, or net/http would first drain (and wait
+		// for) up to 256 KiB of the unread body before answering.
+		w.Header().Set("Connection", "close")
 		return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
 	}
 	ct := r.Header.Get("Content-Type")
@@ -62,6 +66,11 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, limit int64,
 	}
 	if err := checkJSONContentType(ct); err != nil {
 		return err
+	}
+	// encoding/json would replace invalid UTF-8 with U+FFFD: a message
+	// must be stored as sent or refused, never silently changed.
+	if !utf8.Valid(body) {
+		return invalid("", "the request body is not valid UTF-8 (RFC 8259); send binary bodies with body_encoding base64")
 	}
 	return unmarshalStrict(body, dst)
 }

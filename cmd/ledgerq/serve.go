@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -205,7 +206,9 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
+		// net/http's own complaints (TLS handshakes, malformed requests)
+		// go through logrus too, as structured warnings.
+		ErrorLog: stdlog.New(log.WithField("component", "http").WriterLevel(logrus.WarnLevel), "", 0),
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
