@@ -9,75 +9,77 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // TestQueueAndMessageLifecycle walks the command and query routes of API.md
 // against the real binary: the happy paths and the error answers of each.
 func TestQueueAndMessageLifecycle(t *testing.T) {
 	s := startServer(t)
-	tok := s.token("alice", "admin")
+	tok := s.Token("alice", "admin")
 
 	// Create: 201, same again 200, different 409.
-	r := s.call("POST", "/v1/queues", tok, map[string]any{"name": "orders", "visibility_timeout_ms": 5000})
-	mustStatus(t, r, 201, "create queue")
+	r := s.Call("POST", "/v1/queues", tok, map[string]any{"name": "orders", "visibility_timeout_ms": 5000})
+	harness.MustStatus(t, r, 201, "create queue")
 	if q, _ := r.JSON["queue"].(map[string]any); q["name"] != "orders" {
 		t.Fatalf("create answer has no queue: %s", r.Body)
 	}
-	if r.num("position") <= 0 || r.Header.Get("X-Ledgerq-Position") != strconv.FormatInt(r.num("position"), 10) {
-		t.Fatalf("create: position %d, header %q", r.num("position"), r.Header.Get("X-Ledgerq-Position"))
+	if r.Num("position") <= 0 || r.Header.Get("X-Ledgerq-Position") != strconv.FormatInt(r.Num("position"), 10) {
+		t.Fatalf("create: position %d, header %q", r.Num("position"), r.Header.Get("X-Ledgerq-Position"))
 	}
-	mustStatus(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "orders", "visibility_timeout_ms": 5000}), 200, "create same queue again")
-	mustProblem(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "orders", "visibility_timeout_ms": 6000}), 409, "queue_exists", "create with other attributes")
-	mustProblem(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "-bad"}), 400, "invalid_argument", "bad queue name")
-	mustProblem(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "x", "visibility_timeout_ms": 5}), 400, "invalid_argument", "visibility out of range")
-	mustProblem(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "x", "bogus": 1}), 400, "invalid_argument", "unknown field")
-	mustProblem(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "x", "dead_letter_queue": "nope", "max_receive_count": 3}), 400, "invalid_argument", "dead-letter queue that does not exist")
-	mustProblem(t, s.call("PATCH", "/v1/queues/missing", tok, map[string]any{"delay_ms": 10}), 404, "queue_not_found", "configure unknown queue")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "orders", "visibility_timeout_ms": 5000}), 200, "create same queue again")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "orders", "visibility_timeout_ms": 6000}), 409, "queue_exists", "create with other attributes")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "-bad"}), 400, "invalid_argument", "bad queue name")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "x", "visibility_timeout_ms": 5}), 400, "invalid_argument", "visibility out of range")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "x", "bogus": 1}), 400, "invalid_argument", "unknown field")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "x", "dead_letter_queue": "nope", "max_receive_count": 3}), 400, "invalid_argument", "dead-letter queue that does not exist")
+	harness.MustProblem(t, s.Call("PATCH", "/v1/queues/missing", tok, map[string]any{"delay_ms": 10}), 404, "queue_not_found", "configure unknown queue")
 
 	// Publish: 201 with id; dedup: 200 with the first id; base64 body.
-	r = s.call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "first", "headers": map[string]string{"k": "v"}, "dedup_id": "d1"})
-	mustStatus(t, r, 201, "publish")
-	firstID := r.str("id")
-	if firstID == "" || r.str("queue") != "orders" {
+	r = s.Call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "first", "headers": map[string]string{"k": "v"}, "dedup_id": "d1"})
+	harness.MustStatus(t, r, 201, "publish")
+	firstID := r.Str("id")
+	if firstID == "" || r.Str("queue") != "orders" {
 		t.Fatalf("publish answer: %s", r.Body)
 	}
-	r = s.call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "again", "dedup_id": "d1"})
-	mustStatus(t, r, 200, "publish duplicate dedup id")
-	if r.str("id") != firstID {
-		t.Fatalf("dedup answered id %q, want the first %q", r.str("id"), firstID)
+	r = s.Call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "again", "dedup_id": "d1"})
+	harness.MustStatus(t, r, 200, "publish duplicate dedup id")
+	if r.Str("id") != firstID {
+		t.Fatalf("dedup answered id %q, want the first %q", r.Str("id"), firstID)
 	}
 	bin := base64.StdEncoding.EncodeToString([]byte{0, 1, 2, 255})
-	mustStatus(t, s.call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": bin, "body_encoding": "base64"}), 201, "publish base64")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "%%%", "body_encoding": "base64"}), 400, "invalid_argument", "invalid base64")
-	mustProblem(t, s.call("POST", "/v1/queues/nope/messages", tok, map[string]any{"body": "x"}), 404, "queue_not_found", "publish to unknown queue")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/messages", tok, `{"body":`), 400, "invalid_argument", "malformed JSON")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/messages", tok, `{"body":"x"}`, "Content-Type", "text/plain"), 415, "unsupported_media_type", "text/plain body")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": bin, "body_encoding": "base64"}), 201, "publish base64")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "%%%", "body_encoding": "base64"}), 400, "invalid_argument", "invalid base64")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/nope/messages", tok, map[string]any{"body": "x"}), 404, "queue_not_found", "publish to unknown queue")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/messages", tok, `{"body":`), 400, "invalid_argument", "malformed JSON")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/messages", tok, `{"body":"x"}`, "Content-Type", "text/plain"), 415, "unsupported_media_type", "text/plain body")
 
 	// Batch: all or nothing, the bad entry is named.
-	r = s.call("POST", "/v1/queues/orders/messages:batch", tok, map[string]any{"messages": []map[string]any{{"body": "b1"}, {"body": "b2"}}})
-	mustStatus(t, r, 201, "batch publish")
+	r = s.Call("POST", "/v1/queues/orders/messages:batch", tok, map[string]any{"messages": []map[string]any{{"body": "b1"}, {"body": "b2"}}})
+	harness.MustStatus(t, r, 201, "batch publish")
 	if res, _ := r.JSON["results"].([]any); len(res) != 2 {
 		t.Fatalf("batch results: %s", r.Body)
 	}
-	r = s.call("POST", "/v1/queues/orders/messages:batch", tok, map[string]any{"messages": []map[string]any{{"body": "ok"}, {"body": "x", "delay_ms": -1}}})
-	mustProblem(t, r, 400, "invalid_argument", "batch with a bad entry")
+	r = s.Call("POST", "/v1/queues/orders/messages:batch", tok, map[string]any{"messages": []map[string]any{{"body": "ok"}, {"body": "x", "delay_ms": -1}}})
+	harness.MustProblem(t, r, 400, "invalid_argument", "batch with a bad entry")
 	if !strings.Contains(string(r.Body), "1") {
 		t.Fatalf("batch error does not name the index: %s", r.Body)
 	}
 
 	// Read-your-writes: the queue shows 4 ready messages once the read side
 	// has applied the last command's position.
-	last := s.call("GET", "/v1/queues/orders", tok, nil, "X-Ledgerq-Min-Position", strconv.FormatInt(s.head(tok), 10))
-	mustStatus(t, last, 200, "get queue")
+	last := s.Call("GET", "/v1/queues/orders", tok, nil, "X-Ledgerq-Min-Position", strconv.FormatInt(head(t, s, tok), 10))
+	harness.MustStatus(t, last, 200, "get queue")
 	stats, _ := last.JSON["stats"].(map[string]any)
 	if stats["ready"] != float64(4) || stats["published_total"] != float64(4) {
 		t.Fatalf("stats after 4 publishes: %v", stats)
 	}
-	mustProblem(t, s.call("GET", "/v1/queues/orders?min_position=999999999", tok, nil), 503, "consistency_timeout", "min_position beyond the head")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues/orders?min_position=999999999", tok, nil), 503, "consistency_timeout", "min_position beyond the head")
 
 	// Receive oldest first, ack, stale and unknown receipts.
-	r = s.call("POST", "/v1/queues/orders/receive", tok, map[string]any{"max_messages": 1, "consumer": "c1"})
-	mustStatus(t, r, 200, "receive")
+	r = s.Call("POST", "/v1/queues/orders/receive", tok, map[string]any{"max_messages": 1, "consumer": "c1"})
+	harness.MustStatus(t, r, 200, "receive")
 	msgs, _ := r.JSON["messages"].([]any)
 	if len(msgs) != 1 {
 		t.Fatalf("receive: %s", r.Body)
@@ -87,36 +89,36 @@ func TestQueueAndMessageLifecycle(t *testing.T) {
 		t.Fatalf("receive gave %v, want the oldest message %s", m, firstID)
 	}
 	receipt := m["receipt"].(string)
-	r = s.call("POST", "/v1/queues/orders/extend", tok, map[string]any{"receipt": receipt, "visibility_timeout_ms": 10000})
-	mustStatus(t, r, 200, "extend")
-	if r.str("lease_expires_at") == "" {
+	r = s.Call("POST", "/v1/queues/orders/extend", tok, map[string]any{"receipt": receipt, "visibility_timeout_ms": 10000})
+	harness.MustStatus(t, r, 200, "extend")
+	if r.Str("lease_expires_at") == "" {
 		t.Fatalf("extend: %s", r.Body)
 	}
-	r = s.call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": receipt})
-	mustStatus(t, r, 200, "ack")
-	if r.str("id") != firstID {
+	r = s.Call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": receipt})
+	harness.MustStatus(t, r, 200, "ack")
+	if r.Str("id") != firstID {
 		t.Fatalf("ack answered %s", r.Body)
 	}
-	mustProblem(t, s.call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": receipt}), 404, "receipt_not_found", "ack twice")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": "garbage"}), 404, "receipt_not_found", "ack garbage receipt")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": receipt}), 404, "receipt_not_found", "ack twice")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": "garbage"}), 404, "receipt_not_found", "ack garbage receipt")
 
 	// Nack with delay, then the lease of the old receipt is gone.
-	r = s.call("POST", "/v1/queues/orders/receive", tok, map[string]any{"max_messages": 10, "wait_ms": 0})
-	mustStatus(t, r, 200, "receive many")
+	r = s.Call("POST", "/v1/queues/orders/receive", tok, map[string]any{"max_messages": 10, "wait_ms": 0})
+	harness.MustStatus(t, r, 200, "receive many")
 	msgs, _ = r.JSON["messages"].([]any)
 	if len(msgs) != 3 {
 		t.Fatalf("receive 10 gave %d messages, want the 3 left: %s", len(msgs), r.Body)
 	}
 	nackReceipt := msgs[0].(map[string]any)["receipt"].(string)
-	mustStatus(t, s.call("POST", "/v1/queues/orders/nack", tok, map[string]any{"receipt": nackReceipt, "delay_ms": 0}), 200, "nack")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": nackReceipt}), 409, "lease_mismatch", "ack after nack")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/orders/nack", tok, map[string]any{"receipt": nackReceipt, "delay_ms": 0}), 200, "nack")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": nackReceipt}), 409, "lease_mismatch", "ack after nack")
 	var receipts []string
 	for _, x := range msgs[1:] {
 		receipts = append(receipts, x.(map[string]any)["receipt"].(string))
 	}
 	receipts = append(receipts, "garbage")
-	r = s.call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipts": receipts})
-	mustStatus(t, r, 200, "batch ack")
+	r = s.Call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipts": receipts})
+	harness.MustStatus(t, r, 200, "batch ack")
 	res, _ := r.JSON["results"].([]any)
 	if len(res) != 3 || res[0].(map[string]any)["ok"] != true || res[2].(map[string]any)["ok"] != false {
 		t.Fatalf("batch ack results: %s", r.Body)
@@ -124,24 +126,24 @@ func TestQueueAndMessageLifecycle(t *testing.T) {
 
 	// The nacked message is ready again at once: take it and ack it, so the
 	// queue is empty for the long poll.
-	r = s.call("POST", "/v1/queues/orders/receive", tok, map[string]any{"wait_ms": 2000})
+	r = s.Call("POST", "/v1/queues/orders/receive", tok, map[string]any{"wait_ms": 2000})
 	msgs, _ = r.JSON["messages"].([]any)
 	if len(msgs) != 1 || msgs[0].(map[string]any)["receive_count"] != float64(2) {
 		t.Fatalf("nacked message not ready again with receive_count 2: %s", r.Body)
 	}
-	mustStatus(t, s.call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": msgs[0].(map[string]any)["receipt"]}), 200, "ack redelivered")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/orders/ack", tok, map[string]any{"receipt": msgs[0].(map[string]any)["receipt"]}), 200, "ack redelivered")
 
 	// Long poll wakes when a message arrives.
-	done := make(chan response, 1)
+	done := make(chan harness.Response, 1)
 	go func() {
-		done <- s.call("POST", "/v1/queues/orders/receive", tok, map[string]any{"wait_ms": 10000, "max_messages": 5})
+		done <- s.Call("POST", "/v1/queues/orders/receive", tok, map[string]any{"wait_ms": 10000, "max_messages": 5})
 	}()
 	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
-	mustStatus(t, s.call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "wake"}), 201, "publish during long poll")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "wake"}), 201, "publish during long poll")
 	select {
 	case r = <-done:
-		mustStatus(t, r, 200, "long poll")
+		harness.MustStatus(t, r, 200, "long poll")
 		if msgs, _ := r.JSON["messages"].([]any); len(msgs) == 0 {
 			t.Fatalf("long poll returned empty: %s", r.Body)
 		}
@@ -153,10 +155,10 @@ func TestQueueAndMessageLifecycle(t *testing.T) {
 	}
 
 	// Message history and browsing.
-	r = s.call("GET", "/v1/messages/"+firstID, tok, nil, "X-Ledgerq-Min-Position", strconv.FormatInt(s.head(tok), 10))
-	mustStatus(t, r, 200, "get message")
-	if r.str("state") != "acked" {
-		t.Fatalf("message state %q, want acked", r.str("state"))
+	r = s.Call("GET", "/v1/messages/"+firstID, tok, nil, "X-Ledgerq-Min-Position", strconv.FormatInt(head(t, s, tok), 10))
+	harness.MustStatus(t, r, 200, "get message")
+	if r.Str("state") != "acked" {
+		t.Fatalf("message state %q, want acked", r.Str("state"))
 	}
 	hist, _ := r.JSON["history"].([]any)
 	var types []string
@@ -166,40 +168,40 @@ func TestQueueAndMessageLifecycle(t *testing.T) {
 	if got, want := strings.Join(types, ","), "MessagePublished,MessageLeased,MessageLeaseExtended,MessageAcked"; got != want {
 		t.Fatalf("history %s, want %s", got, want)
 	}
-	mustProblem(t, s.call("GET", "/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV", tok, nil), 404, "message_not_found", "unknown message")
-	r = s.call("GET", "/v1/queues/orders/messages?state=acked&include_body=true", tok, nil)
-	mustStatus(t, r, 200, "list acked messages")
+	harness.MustProblem(t, s.Call("GET", "/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV", tok, nil), 404, "message_not_found", "unknown message")
+	r = s.Call("GET", "/v1/queues/orders/messages?state=acked&include_body=true", tok, nil)
+	harness.MustStatus(t, r, 200, "list acked messages")
 	if list, _ := r.JSON["messages"].([]any); len(list) < 3 {
 		t.Fatalf("acked messages: %s", r.Body)
 	}
-	mustProblem(t, s.call("GET", "/v1/queues/orders/messages?state=bogus", tok, nil), 400, "invalid_argument", "bad state")
-	mustProblem(t, s.call("GET", "/v1/queues/orders/messages?limit=5000", tok, nil), 400, "invalid_argument", "limit over 1000")
-	mustProblem(t, s.call("GET", "/v1/queues/orders/messages?cursor=%21%21", tok, nil), 400, "invalid_argument", "garbage cursor")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues/orders/messages?state=bogus", tok, nil), 400, "invalid_argument", "bad state")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues/orders/messages?limit=5000", tok, nil), 400, "invalid_argument", "limit over 1000")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues/orders/messages?cursor=%21%21", tok, nil), 400, "invalid_argument", "garbage cursor")
 
 	// Purge and delete.
-	r = s.call("POST", "/v1/queues/orders/purge", tok, nil)
-	mustStatus(t, r, 200, "purge")
+	r = s.Call("POST", "/v1/queues/orders/purge", tok, nil)
+	harness.MustStatus(t, r, 200, "purge")
 	if _, ok := r.JSON["purged"]; !ok {
 		t.Fatalf("purge answer: %s", r.Body)
 	}
-	mustStatus(t, s.call("DELETE", "/v1/queues/orders", tok, nil), 200, "delete")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "x"}), 404, "queue_not_found", "publish to deleted queue")
+	harness.MustStatus(t, s.Call("DELETE", "/v1/queues/orders", tok, nil), 200, "delete")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/messages", tok, map[string]any{"body": "x"}), 404, "queue_not_found", "publish to deleted queue")
 }
 
 // head returns the position of the last event in the log, read from the
 // NDJSON stream of GET /v1/events.
-func (s *server) head(tok string) int64 {
-	s.t.Helper()
-	r := s.call("GET", "/v1/events?after=0", tok, nil, "Accept", "application/x-ndjson")
+func head(t *testing.T, s *harness.Server, tok string) int64 {
+	t.Helper()
+	r := s.Call("GET", "/v1/events?after=0", tok, nil, "Accept", "application/x-ndjson")
 	if r.Status != 200 {
-		s.t.Fatalf("events: %d %s", r.Status, r.Body)
+		t.Fatalf("events: %d %s", r.Status, r.Body)
 	}
 	lines := strings.Split(strings.TrimSpace(string(r.Body)), "\n")
 	var last struct {
 		Position int64 `json:"position"`
 	}
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil {
-		s.t.Fatalf("ndjson: %v", err)
+		t.Fatalf("ndjson: %v", err)
 	}
 	return last.Position
 }
@@ -208,21 +210,21 @@ func (s *server) head(tok string) int64 {
 // left to expire moves to the dead-letter queue; redrive brings it back.
 func TestDeadLetterAndRedrive(t *testing.T) {
 	s := startServer(t)
-	tok := s.token("ops", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "dlq"}), 201, "create dlq")
-	mustStatus(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "work", "visibility_timeout_ms": 200, "dead_letter_queue": "dlq", "max_receive_count": 1}), 201, "create work")
-	mustProblem(t, s.call("DELETE", "/v1/queues/dlq", tok, nil), 409, "conflict", "delete a queue used as dead-letter queue")
-	r := s.call("POST", "/v1/queues/work/messages", tok, map[string]any{"body": "poison"})
-	mustStatus(t, r, 201, "publish")
-	id := r.str("id")
-	r = s.call("POST", "/v1/queues/work/receive", tok, map[string]any{"visibility_timeout_ms": 200})
+	tok := s.Token("ops", "admin")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "dlq"}), 201, "create dlq")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "work", "visibility_timeout_ms": 200, "dead_letter_queue": "dlq", "max_receive_count": 1}), 201, "create work")
+	harness.MustProblem(t, s.Call("DELETE", "/v1/queues/dlq", tok, nil), 409, "conflict", "delete a queue used as dead-letter queue")
+	r := s.Call("POST", "/v1/queues/work/messages", tok, map[string]any{"body": "poison"})
+	harness.MustStatus(t, r, 201, "publish")
+	id := r.Str("id")
+	r = s.Call("POST", "/v1/queues/work/receive", tok, map[string]any{"visibility_timeout_ms": 200})
 	if msgs, _ := r.JSON["messages"].([]any); len(msgs) != 1 {
 		t.Fatalf("receive: %s", r.Body)
 	}
 	// The lease expires; with max_receive_count 1 the message dead-letters.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r = s.call("POST", "/v1/queues/dlq/receive", tok, map[string]any{"wait_ms": 1000, "visibility_timeout_ms": 100})
+		r = s.Call("POST", "/v1/queues/dlq/receive", tok, map[string]any{"wait_ms": 1000, "visibility_timeout_ms": 100})
 		if msgs, _ := r.JSON["messages"].([]any); len(msgs) == 1 {
 			m := msgs[0].(map[string]any)
 			if m["body"] != "poison" {
@@ -238,9 +240,9 @@ func TestDeadLetterAndRedrive(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	deadline = time.Now().Add(10 * time.Second)
 	for {
-		r = s.call("POST", "/v1/queues/dlq/redrive", tok, map[string]any{})
-		mustStatus(t, r, 200, "redrive")
-		if r.num("moved") == 1 {
+		r = s.Call("POST", "/v1/queues/dlq/redrive", tok, map[string]any{})
+		harness.MustStatus(t, r, 200, "redrive")
+		if r.Num("moved") == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -248,12 +250,12 @@ func TestDeadLetterAndRedrive(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r = s.call("POST", "/v1/queues/work/receive", tok, map[string]any{"wait_ms": 2000})
+	r = s.Call("POST", "/v1/queues/work/receive", tok, map[string]any{"wait_ms": 2000})
 	if msgs, _ := r.JSON["messages"].([]any); len(msgs) != 1 || msgs[0].(map[string]any)["body"] != "poison" {
 		t.Fatalf("redriven message not back in work: %s", r.Body)
 	}
-	r = s.call("GET", "/v1/messages/"+id, tok, nil, "X-Ledgerq-Min-Position", strconv.FormatInt(s.head(tok), 10))
-	mustStatus(t, r, 200, "history of the dead-lettered message")
+	r = s.Call("GET", "/v1/messages/"+id, tok, nil, "X-Ledgerq-Min-Position", strconv.FormatInt(head(t, s, tok), 10))
+	harness.MustStatus(t, r, 200, "history of the dead-lettered message")
 	if !strings.Contains(string(r.Body), "MessageDeadLettered") {
 		t.Fatalf("history does not show the dead-lettering: %s", r.Body)
 	}
@@ -263,47 +265,47 @@ func TestDeadLetterAndRedrive(t *testing.T) {
 // token's scopes or queue globs, listings filtered by globs.
 func TestAuthAndScopes(t *testing.T) {
 	s := startServer(t)
-	admin := s.token("root", "admin")
+	admin := s.Token("root", "admin")
 	for _, q := range []string{"orders.eu", "orders", "billing"} {
-		mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": q}), 201, "create "+q)
+		harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": q}), 201, "create "+q)
 	}
-	r := s.call("GET", "/v1/queues", "", nil)
-	mustProblem(t, r, 401, "unauthorized", "no token")
+	r := s.Call("GET", "/v1/queues", "", nil)
+	harness.MustProblem(t, r, 401, "unauthorized", "no token")
 	if !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
 		t.Fatalf("401 without WWW-Authenticate: Bearer")
 	}
-	mustProblem(t, s.call("GET", "/v1/queues", "not.a.jwt", nil), 401, "unauthorized", "garbage token")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues", "not.a.jwt", nil), 401, "unauthorized", "garbage token")
 	// alg=none: header {"alg":"none"} and no signature.
 	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
 		base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"sub":"x","scope":"admin","exp":%d}`, time.Now().Add(time.Hour).Unix()))) + "."
-	mustProblem(t, s.call("GET", "/v1/queues", none, nil), 401, "unauthorized", "alg=none token")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues", none, nil), 401, "unauthorized", "alg=none token")
 
-	pub := s.token("producer", "messages:publish", "orders.*")
-	mustStatus(t, s.call("POST", "/v1/queues/orders.eu/messages", pub, map[string]any{"body": "x"}), 201, "publish within glob")
-	mustProblem(t, s.call("POST", "/v1/queues/orders/messages", pub, map[string]any{"body": "x"}), 403, "forbidden", "publish outside glob (orders vs orders.*)")
-	mustProblem(t, s.call("POST", "/v1/queues/billing/messages", pub, map[string]any{"body": "x"}), 403, "forbidden", "publish to another queue")
-	mustProblem(t, s.call("POST", "/v1/queues/orders.eu/receive", pub, map[string]any{}), 403, "forbidden", "receive without consume scope")
-	mustProblem(t, s.call("GET", "/v1/queues", pub, nil), 403, "forbidden", "list without queues:read")
+	pub := s.Token("producer", "messages:publish", "orders.*")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/orders.eu/messages", pub, map[string]any{"body": "x"}), 201, "publish within glob")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders/messages", pub, map[string]any{"body": "x"}), 403, "forbidden", "publish outside glob (orders vs orders.*)")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/billing/messages", pub, map[string]any{"body": "x"}), 403, "forbidden", "publish to another queue")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders.eu/receive", pub, map[string]any{}), 403, "forbidden", "receive without consume scope")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues", pub, nil), 403, "forbidden", "list without queues:read")
 
-	reader := s.token("reader", "queues:read", "orders.*")
-	r = s.call("GET", "/v1/queues", reader, nil)
-	mustStatus(t, r, 200, "list with globs")
+	reader := s.Token("reader", "queues:read", "orders.*")
+	r = s.Call("GET", "/v1/queues", reader, nil)
+	harness.MustStatus(t, r, 200, "list with globs")
 	qs, _ := r.JSON["queues"].([]any)
 	if len(qs) != 1 || qs[0].(map[string]any)["name"] != "orders.eu" {
 		t.Fatalf("glob-filtered listing: %s", r.Body)
 	}
-	mustProblem(t, s.call("GET", "/v1/events", reader, nil), 403, "forbidden", "events without audit:read")
-	mustProblem(t, s.call("POST", "/v1/queues", reader, map[string]any{"name": "x"}), 403, "forbidden", "create without queues:manage")
+	harness.MustProblem(t, s.Call("GET", "/v1/events", reader, nil), 403, "forbidden", "events without audit:read")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", reader, map[string]any{"name": "x"}), 403, "forbidden", "create without queues:manage")
 }
 
 // TestRateLimit: over the configured rate the server answers 429 with
 // Retry-After, and every answer carries the X-RateLimit headers.
 func TestRateLimit(t *testing.T) {
 	s := startServer(t, "--rate-limit", "5/s")
-	tok := s.token("greedy", "admin")
-	var limited response
+	tok := s.Token("greedy", "admin")
+	var limited harness.Response
 	for i := 0; i < 50; i++ {
-		r := s.call("GET", "/v1/queues", tok, nil)
+		r := s.Call("GET", "/v1/queues", tok, nil)
 		if r.Header.Get("X-RateLimit-Limit") == "" || r.Header.Get("X-RateLimit-Remaining") == "" || r.Header.Get("X-RateLimit-Reset") == "" {
 			t.Fatalf("answer %d without X-RateLimit headers: %v", i, r.Header)
 		}
@@ -315,12 +317,12 @@ func TestRateLimit(t *testing.T) {
 	if limited.Status != 429 {
 		t.Fatalf("50 requests at 5/s were never limited")
 	}
-	mustProblem(t, limited, 429, "rate_limited", "over the limit")
+	harness.MustProblem(t, limited, 429, "rate_limited", "over the limit")
 	if limited.Header.Get("Retry-After") == "" {
 		t.Fatalf("429 without Retry-After")
 	}
 	// Another subject has its own budget.
-	mustStatus(t, s.call("GET", "/v1/queues", s.token("other", "admin"), nil), 200, "another subject")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", s.Token("other", "admin"), nil), 200, "another subject")
 }
 
 // TestOperationsRoutes: health, readiness, metrics, OpenAPI and pages need
@@ -335,8 +337,8 @@ func TestOperationsRoutes(t *testing.T) {
 		"/docs":         "text/html",
 		"/":             "text/html",
 	} {
-		r := s.call("GET", path, "", nil)
-		mustStatus(t, r, 200, path)
+		r := s.Call("GET", path, "", nil)
+		harness.MustStatus(t, r, 200, path)
 		if ct != "" && !strings.HasPrefix(r.Header.Get("Content-Type"), ct) {
 			t.Fatalf("%s: Content-Type %q, want %s", path, r.Header.Get("Content-Type"), ct)
 		}
@@ -344,7 +346,7 @@ func TestOperationsRoutes(t *testing.T) {
 			t.Fatalf("%s: no X-Request-Id", path)
 		}
 	}
-	r := s.call("GET", "/healthz", "", nil, "X-Request-Id", "trace-me-123")
+	r := s.Call("GET", "/healthz", "", nil, "X-Request-Id", "trace-me-123")
 	if r.Header.Get("X-Request-Id") != "trace-me-123" {
 		t.Fatalf("request id not echoed: %q", r.Header.Get("X-Request-Id"))
 	}

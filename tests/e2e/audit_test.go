@@ -2,17 +2,17 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // TestAuditRoutesAndOfflineTools: the log over HTTP (filters, paging,
@@ -20,34 +20,34 @@ import (
 // offline; then a tampered copy is caught by `ledgerq audit verify`.
 func TestAuditRoutesAndOfflineTools(t *testing.T) {
 	s := startServer(t)
-	tok := s.token("auditor", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "a"}), 201, "create a")
-	mustStatus(t, s.call("POST", "/v1/queues", tok, map[string]any{"name": "b"}), 201, "create b")
+	tok := s.Token("auditor", "admin")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "a"}), 201, "create a")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "b"}), 201, "create b")
 	var afterFirst int64
 	for i := 0; i < 5; i++ {
-		r := s.call("POST", "/v1/queues/a/messages", tok, map[string]any{"body": "m" + strconv.Itoa(i)})
-		mustStatus(t, r, 201, "publish")
+		r := s.Call("POST", "/v1/queues/a/messages", tok, map[string]any{"body": "m" + strconv.Itoa(i)})
+		harness.MustStatus(t, r, 201, "publish")
 		if i == 1 {
-			afterFirst = r.num("position")
+			afterFirst = r.Num("position")
 		}
 	}
-	mustStatus(t, s.call("POST", "/v1/queues/b/messages", tok, map[string]any{"body": "other"}), 201, "publish b")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/b/messages", tok, map[string]any{"body": "other"}), 201, "publish b")
 
 	// Filters and paging.
-	r := s.call("GET", "/v1/events?stream=queue-a&type=MessagePublished&limit=2", tok, nil)
-	mustStatus(t, r, 200, "events page 1")
+	r := s.Call("GET", "/v1/events?stream=queue-a&type=MessagePublished&limit=2", tok, nil)
+	harness.MustStatus(t, r, 200, "events page 1")
 	evs, _ := r.JSON["events"].([]any)
-	if len(evs) != 2 || r.num("next_after") == 0 {
+	if len(evs) != 2 || r.Num("next_after") == 0 {
 		t.Fatalf("first page: %s", r.Body)
 	}
 	seen := len(evs)
-	next := r.num("next_after")
+	next := r.Num("next_after")
 	for next != 0 {
-		r = s.call("GET", "/v1/events?stream=queue-a&type=MessagePublished&limit=2&after="+strconv.FormatInt(next, 10), tok, nil)
-		mustStatus(t, r, 200, "events next page")
+		r = s.Call("GET", "/v1/events?stream=queue-a&type=MessagePublished&limit=2&after="+strconv.FormatInt(next, 10), tok, nil)
+		harness.MustStatus(t, r, 200, "events next page")
 		evs, _ = r.JSON["events"].([]any)
 		seen += len(evs)
-		next = r.num("next_after")
+		next = r.Num("next_after")
 	}
 	if seen != 5 {
 		t.Fatalf("paged through %d MessagePublished events of queue-a, want 5", seen)
@@ -93,43 +93,32 @@ func TestAuditRoutesAndOfflineTools(t *testing.T) {
 	}
 
 	// Verify over HTTP.
-	r = s.call("GET", "/v1/audit/verify", tok, nil)
-	mustStatus(t, r, 200, "verify")
-	if r.JSON["ok"] != true || r.num("checked") != lastPos || r.num("head_position") != lastPos {
+	r = s.Call("GET", "/v1/audit/verify", tok, nil)
+	harness.MustStatus(t, r, 200, "verify")
+	if r.JSON["ok"] != true || r.Num("checked") != lastPos || r.Num("head_position") != lastPos {
 		t.Fatalf("verify: %s (head %d)", r.Body, lastPos)
 	}
 
 	// Point in time: after the second publish, queue a had 2 ready messages
 	// and queue b had none.
-	r = s.call("GET", "/v1/audit/state?at_position="+strconv.FormatInt(afterFirst, 10), tok, nil)
-	mustStatus(t, r, 200, "state at position")
-	if got := readyOf(t, r.JSON, "a"); got != 2 {
+	r = s.Call("GET", "/v1/audit/state?at_position="+strconv.FormatInt(afterFirst, 10), tok, nil)
+	harness.MustStatus(t, r, 200, "state at position")
+	atFirst := harness.ParseState(t, r.Body)
+	if got := harness.Stat(atFirst.Queues["a"], "ready"); got != 2 {
 		t.Fatalf("ready of a at position %d = %d, want 2: %s", afterFirst, got, r.Body)
 	}
-	if got := readyOf(t, r.JSON, "b"); got != 0 {
+	if got := harness.Stat(atFirst.Queues["b"], "ready"); got != 0 {
 		t.Fatalf("ready of b at position %d = %d, want 0", afterFirst, got)
 	}
-	mustProblem(t, s.call("GET", "/v1/audit/state?at_position=abc", tok, nil), 400, "invalid_argument", "bad at_position")
+	harness.MustProblem(t, s.Call("GET", "/v1/audit/state?at_position=abc", tok, nil), 400, "invalid_argument", "bad at_position")
 
 	// Offline: stop the server, replay and verify from the files.
-	if err := s.stop(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(binPath, "replay", "--data", s.Data, "--at-position", strconv.FormatInt(afterFirst, 10)).Output()
-	if err != nil {
-		t.Fatalf("ledgerq replay: %v", err)
-	}
-	var state map[string]any
-	if err := json.Unmarshal(out, &state); err != nil {
-		t.Fatalf("replay output is not JSON: %v\n%s", err, out)
-	}
-	if got := readyOf(t, state, "a"); got != 2 {
+	s.Stop()
+	out := harness.Replay(t, s.Data, "--at-position", strconv.FormatInt(afterFirst, 10))
+	if got := harness.Stat(harness.ParseState(t, out).Queues["a"], "ready"); got != 2 {
 		t.Fatalf("offline replay: ready of a = %d, want 2\n%s", got, out)
 	}
-	cmd := exec.Command(binPath, "audit", "verify", "--data", s.Data)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("audit verify on an intact log: %v\n%s", err, out)
-	}
+	harness.VerifyOffline(t, s.Data)
 
 	// Tamper with one payload: verify exits 1 and names the position.
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(s.Data, "events.db"))
@@ -144,29 +133,11 @@ func TestAuditRoutesAndOfflineTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	var stdout bytes.Buffer
-	cmd = exec.Command(binPath, "audit", "verify", "--data", s.Data)
-	cmd.Stdout = &stdout
-	err = cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-		t.Fatalf("audit verify on a tampered log: err %v, want exit 1\n%s", err, stdout.String())
+	stdout, stderr, code := harness.Run(t, "audit", "verify", "--data", s.Data)
+	if code != 1 {
+		t.Fatalf("audit verify on a tampered log: exit %d, want 1\n%s%s", code, stdout, stderr)
 	}
-	if !strings.Contains(stdout.String(), strconv.FormatInt(bad, 10)) {
-		t.Fatalf("audit verify does not name position %d:\n%s", bad, stdout.String())
+	if !strings.Contains(stdout, strconv.FormatInt(bad, 10)) {
+		t.Fatalf("audit verify does not name position %d:\n%s", bad, stdout)
 	}
-}
-
-// readyOf finds a queue in a {queues:[…]} state and returns stats.ready.
-func readyOf(t *testing.T, state map[string]any, name string) int64 {
-	t.Helper()
-	qs, _ := state["queues"].([]any)
-	for _, q := range qs {
-		m := q.(map[string]any)
-		if m["name"] == name {
-			st, _ := m["stats"].(map[string]any)
-			v, _ := st["ready"].(float64)
-			return int64(v)
-		}
-	}
-	return 0
 }
