@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // envInt reads a positive integer from the environment, or def.
@@ -68,15 +70,15 @@ func TestCrashUnderLoad(t *testing.T) {
 		ld := startLoad(s, cfg, l)
 		// Kill under load: once this round has had some publishes through,
 		// after a random further moment.
-		waitFor(t, 20*time.Second, "publishes under load", func() bool { return l.countPublished() >= before+20 })
+		harness.WaitFor(t, "publishes under load", 20*time.Second, func() bool { return l.countPublished() >= before+20 })
 		time.Sleep(time.Duration(rng.Int64N(int64(700 * time.Millisecond))))
-		s.kill()
+		s.Kill()
 		ld.stop()
 
 		// The process is gone and its lock with it: check the files as the
 		// crash left them, before the restart's recovery touches them.
-		head := verifyOffline(t, s.data)
-		last = replayCopy(t, s.data)
+		head := verifyOffline(t, s.Data)
+		last = replayCopy(t, s.Data)
 		if last.Position != head {
 			t.Fatalf("kill %d: replay stopped at position %d, the chain's head is %d", i+1, last.Position, head)
 		}
@@ -85,7 +87,7 @@ func TestCrashUnderLoad(t *testing.T) {
 			t.Fatalf("kill %d: queue %s missing from the replay: %+v", i+1, q, last)
 		}
 
-		s.start()
+		s.Restart()
 		sum := s.readLog(tok)
 		if sum.head != last.Position {
 			t.Fatalf("kill %d: after restart the log's head is %d, the crashed log's was %d (nothing should be appended on start-up)", i+1, sum.head, last.Position)
@@ -102,7 +104,7 @@ func TestCrashUnderLoad(t *testing.T) {
 	// Leases taken before the crashes are still the server's: each acks.
 	held := l.heldLeases()
 	for id, ls := range held {
-		s.must("POST", "/v1/queues/"+q+"/ack", tok, map[string]any{"receipt": ls.receipt}, http.StatusOK)
+		s.Must("POST", "/v1/queues/"+q+"/ack", tok, map[string]any{"receipt": ls.receipt}, http.StatusOK)
 		l.dropLease(id)
 		l.addAcked(id)
 	}
@@ -117,7 +119,7 @@ func TestCrashUnderLoad(t *testing.T) {
 		var r struct {
 			Messages []leasedMessage `json:"messages"`
 		}
-		if err := s.must("POST", "/v1/queues/"+q+"/receive", tok, map[string]any{"max_messages": 100}, http.StatusOK).decode(&r); err != nil {
+		if err := s.Must("POST", "/v1/queues/"+q+"/receive", tok, map[string]any{"max_messages": 100}, http.StatusOK).Decode(&r); err != nil {
 			t.Fatal(err)
 		}
 		if len(r.Messages) == 0 {
@@ -135,17 +137,4 @@ func TestCrashUnderLoad(t *testing.T) {
 	checkLog(t, s.readLog(tok), l)
 	t.Logf("%d kills; %d publishes answered 201, %d acks answered 200, %d held leases acked after the crashes, %d drained; %s",
 		kills, len(l.published), len(l.acked), len(held), len(drained), l.summary())
-}
-
-// waitFor polls cond every 10 ms until it holds, failing the test after
-// timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,19 +51,19 @@ func TestDiskFull(t *testing.T) {
 		var old unix.Rlimit
 		diskFullScenario(t, "",
 			func(s *server) {
-				if err := unix.Prlimit(s.pid(), unix.RLIMIT_FSIZE, nil, &old); err != nil {
+				if err := unix.Prlimit(s.PID(), unix.RLIMIT_FSIZE, nil, &old); err != nil {
 					t.Fatalf("prlimit RLIMIT_FSIZE: %v", err)
 				}
 				// Only the soft limit moves: lowering it, and raising it
 				// back up to the hard one, needs no privilege.
-				limit := min(uint64(largestFile(t, s.data))+32<<10, old.Cur)
-				if err := unix.Prlimit(s.pid(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: old.Max}, nil); err != nil {
+				limit := min(uint64(largestFile(t, s.Data))+32<<10, old.Cur)
+				if err := unix.Prlimit(s.PID(), unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: old.Max}, nil); err != nil {
 					t.Fatalf("prlimit RLIMIT_FSIZE: %v", err)
 				}
 				t.Logf("RLIMIT_FSIZE of the server lowered to %d bytes", limit)
 			},
 			func(s *server) {
-				if err := unix.Prlimit(s.pid(), unix.RLIMIT_FSIZE, &old, nil); err != nil {
+				if err := unix.Prlimit(s.PID(), unix.RLIMIT_FSIZE, &old, nil); err != nil {
 					t.Fatalf("prlimit RLIMIT_FSIZE back: %v", err)
 				}
 			})
@@ -77,15 +78,15 @@ func diskFullScenario(t *testing.T, dir string, fill, free func(*server)) {
 	const q = "disk"
 	s.createQueue(tok, q)
 	l := newLedger()
-	publish := func(body string) (answer, error) {
+	publish := func(body string) (harness.Response, error) {
 		started := time.Now()
-		a, err := s.do("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": body})
+		a, err := s.Do("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": body})
 		l.record("publish", started, a, err)
-		if err == nil && a.status == http.StatusCreated {
+		if err == nil && a.Status == http.StatusCreated {
 			var r struct {
 				ID string `json:"id"`
 			}
-			if err := a.decode(&r); err != nil {
+			if err := a.Decode(&r); err != nil {
 				t.Fatal(err)
 			}
 			l.addPublished(r.ID)
@@ -93,68 +94,68 @@ func diskFullScenario(t *testing.T, dir string, fill, free func(*server)) {
 		return a, err
 	}
 	for i := range 20 {
-		if a, err := publish(fmt.Sprintf("before-%d", i)); err != nil || a.status != http.StatusCreated {
-			t.Fatalf("publish before the disk fills: %v %d %s", err, a.status, a.body)
+		if a, err := publish(fmt.Sprintf("before-%d", i)); err != nil || a.Status != http.StatusCreated {
+			t.Fatalf("publish before the disk fills: %v %d %s", err, a.Status, a.Body)
 		}
 	}
 	held := receive(t, s, tok, q, 5, l)
 	// A probe has seen the store healthy, as a load balancer would have.
-	s.waitReady("ready before the disk fills", 10*time.Second, func(code int, _ readyReport) bool { return code == http.StatusOK })
+	s.waitReady("ready before the disk fills", 10*time.Second, func(code int, _ harness.ReadyReport) bool { return code == http.StatusOK })
 
 	fill(s)
 	body := strings.Repeat("f", 2048)
-	var refused answer
+	var refused harness.Response
 	for i := 0; ; i++ {
 		if i == 5000 {
 			t.Fatalf("5000 publishes of 2 KiB were all accepted on a full disk")
 		}
 		a, err := publish(body)
 		if err != nil {
-			t.Fatalf("publish on a full disk got no answer: %v\n%s", err, s.logs.String())
+			t.Fatalf("publish on a full disk got no answer: %v\n%s", err, s.Logs())
 		}
-		if a.status == http.StatusCreated {
+		if a.Status == http.StatusCreated {
 			continue
 		}
 		mustUnavailable(t, a, "publish on a full disk")
 		refused = a
 		break
 	}
-	t.Logf("full after %d publishes: %s", l.countPublished(), refused.body)
+	t.Logf("full after %d publishes: %s", l.countPublished(), refused.Body)
 	// Other commands that append are refused as cleanly; a refused ack
 	// changes nothing, so the lease stays good for later.
 	for _, m := range held[:2] {
-		a, err := s.do("POST", "/v1/queues/"+q+"/ack", tok, map[string]any{"receipt": m.Receipt})
+		a, err := s.Do("POST", "/v1/queues/"+q+"/ack", tok, map[string]any{"receipt": m.Receipt})
 		if err != nil {
 			t.Fatalf("ack on a full disk got no answer: %v", err)
 		}
-		if a.status == http.StatusOK {
+		if a.Status == http.StatusOK {
 			l.addAcked(m.ID)
 			l.dropLease(m.ID)
 			continue
 		}
 		mustUnavailable(t, a, "ack on a full disk")
 	}
-	if a, err := s.do("POST", "/v1/queues/"+q+"/receive", tok, map[string]any{"max_messages": 3}); err != nil || (a.status != http.StatusOK && a.status != http.StatusServiceUnavailable) {
-		t.Fatalf("receive on a full disk: %v %d %s", err, a.status, a.body)
-	} else if a.status == http.StatusServiceUnavailable {
+	if a, err := s.Do("POST", "/v1/queues/"+q+"/receive", tok, map[string]any{"max_messages": 3}); err != nil || (a.Status != http.StatusOK && a.Status != http.StatusServiceUnavailable) {
+		t.Fatalf("receive on a full disk: %v %d %s", err, a.Status, a.Body)
+	} else if a.Status == http.StatusServiceUnavailable {
 		mustUnavailable(t, a, "receive on a full disk")
 	}
 	reportReadyOnFullDisk(t, s)
 	// Reads are served from what is already on disk.
-	s.must("GET", "/v1/queues/"+q, tok, nil, http.StatusOK)
+	s.Must("GET", "/v1/queues/"+q, tok, nil, http.StatusOK)
 
 	free(s)
-	waitFor(t, 30*time.Second, "a publish accepted once space returned", func() bool {
+	harness.WaitFor(t, "a publish accepted once space returned", 30*time.Second, func() bool {
 		a, err := publish("after-first")
-		if err == nil && a.status != http.StatusCreated {
+		if err == nil && a.Status != http.StatusCreated {
 			mustUnavailable(t, a, "publish while space returns")
 		}
-		return err == nil && a.status == http.StatusCreated
+		return err == nil && a.Status == http.StatusCreated
 	})
-	s.waitReady("ready again (200)", 60*time.Second, func(code int, r readyReport) bool { return code == http.StatusOK && r.Ready })
+	s.waitReady("ready again (200)", 60*time.Second, func(code int, r harness.ReadyReport) bool { return code == http.StatusOK && r.Ready })
 	for i := range 20 {
-		if a, err := publish(fmt.Sprintf("after-%d", i)); err != nil || a.status != http.StatusCreated {
-			t.Fatalf("publish after recovery: %v %d %s", err, a.status, a.body)
+		if a, err := publish(fmt.Sprintf("after-%d", i)); err != nil || a.Status != http.StatusCreated {
+			t.Fatalf("publish after recovery: %v %d %s", err, a.Status, a.Body)
 		}
 	}
 	// Leases taken before the disk filled survived the refused writes.
@@ -162,7 +163,7 @@ func diskFullScenario(t *testing.T, dir string, fill, free func(*server)) {
 		if l.acked[m.ID] {
 			continue
 		}
-		s.must("POST", "/v1/queues/"+q+"/ack", tok, map[string]any{"receipt": m.Receipt}, http.StatusOK)
+		s.Must("POST", "/v1/queues/"+q+"/ack", tok, map[string]any{"receipt": m.Receipt}, http.StatusOK)
 		l.addAcked(m.ID)
 		l.dropLease(m.ID)
 	}
@@ -171,14 +172,14 @@ func diskFullScenario(t *testing.T, dir string, fill, free func(*server)) {
 	head := s.head(tok)
 	checkLog(t, s.readLog(tok), l)
 	var live queueStats
-	waitFor(t, 60*time.Second, "the read model at the head", func() bool {
+	harness.WaitFor(t, "the read model at the head", 60*time.Second, func() bool {
 		st, pos, err := s.queueStatsAt(tok, q, head)
 		live = st
 		return err == nil && pos == head
 	})
-	s.stop()
-	verifyOffline(t, s.data)
-	rep := replayCopy(t, s.data)
+	s.Stop()
+	verifyOffline(t, s.Data)
+	rep := replayCopy(t, s.Data)
 	want, _ := rep.stats(q)
 	if rep.Position != head || live != want {
 		t.Fatalf("after recovery the read model differs from the replay:\n live   %+v at %d\n replay %+v at %d", live, head, want, rep.Position)
@@ -187,7 +188,7 @@ func diskFullScenario(t *testing.T, dir string, fill, free func(*server)) {
 		t.Fatalf("published_total %d, publishes answered 201: %d", live.Published, l.countPublished())
 	}
 	// The data survives a restart as well.
-	s.start()
+	s.Restart()
 	s.waitStats(tok, q, head, want, 30*time.Second)
 	t.Logf("recovered: head %d, %+v; answers: %s", head, live, l.summary())
 }
@@ -202,8 +203,8 @@ func reportReadyOnFullDisk(t *testing.T, s *server) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		code, r, err := s.ready()
-		ok, found, detail := r.check("event_store")
+		code, r, err := s.Ready()
+		ok, found, detail := r.Check("event_store")
 		if err == nil && code == http.StatusServiceUnavailable && found && !ok {
 			t.Logf("/readyz on a full disk: 503, event_store %q", detail)
 			return
@@ -229,7 +230,7 @@ func receive(t *testing.T, s *server, tok, q string, n int, l *ledger) []leasedM
 	var r struct {
 		Messages []leasedMessage `json:"messages"`
 	}
-	if err := s.must("POST", "/v1/queues/"+q+"/receive", tok, map[string]any{"max_messages": n}, http.StatusOK).decode(&r); err != nil {
+	if err := s.Must("POST", "/v1/queues/"+q+"/receive", tok, map[string]any{"max_messages": n}, http.StatusOK).Decode(&r); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Messages) != n {
@@ -241,11 +242,11 @@ func receive(t *testing.T, s *server, tok, q string, n int, l *ledger) []leasedM
 
 // mustUnavailable checks a refusal for lack of room: 503, problem+json,
 // code unavailable, a detail a person can act on.
-func mustUnavailable(t *testing.T, a answer, what string) {
+func mustUnavailable(t *testing.T, a harness.Response, what string) {
 	t.Helper()
-	p, ok := a.problem()
-	if a.status != http.StatusServiceUnavailable || !ok || p.Code != "unavailable" || p.Status != http.StatusServiceUnavailable || p.Detail == "" {
-		t.Fatalf("%s: got %d %s %s, want 503 problem+json with code unavailable and a detail", what, a.status, a.header.Get("Content-Type"), a.body)
+	p, ok := a.Problem()
+	if a.Status != http.StatusServiceUnavailable || !ok || p.Code != "unavailable" || p.Status != http.StatusServiceUnavailable || p.Detail == "" {
+		t.Fatalf("%s: got %d %s %s, want 503 problem+json with code unavailable and a detail", what, a.Status, a.Header.Get("Content-Type"), a.Body)
 	}
 }
 
@@ -272,13 +273,13 @@ func TestReadOnlyDataDir(t *testing.T) {
 	const q = "ro"
 	s.createQueue(tok, q)
 	for i := range 10 {
-		s.must("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": fmt.Sprint("m", i)}, http.StatusCreated)
+		s.Must("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": fmt.Sprint("m", i)}, http.StatusCreated)
 	}
 	head := s.head(tok)
-	s.stop()
+	s.Stop()
 
 	makeRO()
-	out, errOut, code := runTool(t, "serve", "--addr", "127.0.0.1:"+freePort(t), "--data", dir)
+	out, errOut, code := harness.Run(t, "serve", "--addr", harness.FreeAddr(t), "--data", dir)
 	if code != 1 {
 		t.Fatalf("serve on a read-only data directory: exit %d, want 1\n%s%s", code, out, errOut)
 	}
@@ -292,7 +293,7 @@ func TestReadOnlyDataDir(t *testing.T) {
 	// Known weakness, reported rather than asserted: the offline verifier
 	// opens the log with mode=ro, and SQLite in WAL mode still wants to
 	// create events.db-shm, which a read-only medium forbids.
-	if out, errOut, code := runTool(t, "audit", "verify", "--data", dir); code != 0 {
+	if out, errOut, code := harness.Run(t, "audit", "verify", "--data", dir); code != 0 {
 		t.Logf("KNOWN ISSUE: audit verify on a read-only directory: exit %d: %s%s", code, strings.TrimSpace(out), strings.TrimSpace(errOut))
 	}
 
@@ -300,14 +301,14 @@ func TestReadOnlyDataDir(t *testing.T) {
 	if got := verifyOffline(t, dir); got != head {
 		t.Fatalf("audit verify after the read-only spell: head %d, want %d", got, head)
 	}
-	s.start()
+	s.Restart()
 	rep := replayCopy(t, dir)
 	want, _ := rep.stats(q)
 	if rep.Position != head || want.Published != 10 || want.Ready != 10 {
 		t.Fatalf("after the read-only spell: replay %+v at %d, want 10 published and ready at %d", want, rep.Position, head)
 	}
 	s.waitStats(tok, q, head, want, 30*time.Second)
-	s.must("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": "after"}, http.StatusCreated)
+	s.Must("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": "after"}, http.StatusCreated)
 }
 
 // mountTmpfs mounts a tmpfs of the given size on a fresh directory and

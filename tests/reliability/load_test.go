@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // lease is a message a consumer of the test holds: received with 200 and
@@ -46,7 +48,7 @@ func newLedger() *ledger {
 }
 
 // record counts an answer (or its absence) and its latency.
-func (l *ledger) record(op string, started time.Time, a answer, err error) {
+func (l *ledger) record(op string, started time.Time, a harness.Response, err error) {
 	d := time.Since(started)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -60,7 +62,7 @@ func (l *ledger) record(op string, started time.Time, a answer, err error) {
 	if l.statuses[op] == nil {
 		l.statuses[op] = map[int]int{}
 	}
-	l.statuses[op][a.status]++
+	l.statuses[op][a.Status]++
 	if l.lat != nil {
 		l.lat.add(op, started, d)
 	}
@@ -308,14 +310,14 @@ func (ld *load) publish(s *server, cfg loadConfig, l *ledger, w int) {
 	defer p.stop()
 	for i := 0; ; i++ {
 		started := time.Now()
-		a, err := s.do("POST", "/v1/queues/"+cfg.queue+"/messages", cfg.token,
+		a, err := s.Do("POST", "/v1/queues/"+cfg.queue+"/messages", cfg.token,
 			map[string]any{"body": fmt.Sprintf("w%d-%d-%s", w, i, pad)})
 		l.record("publish", started, a, err)
-		if err == nil && a.status == http.StatusCreated {
+		if err == nil && a.Status == http.StatusCreated {
 			var r struct {
 				ID string `json:"id"`
 			}
-			_ = a.decode(&r)
+			_ = a.Decode(&r)
 			l.addPublished(r.ID)
 		}
 		if !p.next(err != nil) {
@@ -330,13 +332,13 @@ func (ld *load) consume(s *server, cfg loadConfig, l *ledger, rng *rand.Rand) {
 	defer p.stop()
 	for {
 		started := time.Now()
-		a, err := s.do("POST", base+"/receive", cfg.token, map[string]any{"max_messages": 10, "wait_ms": 100})
+		a, err := s.Do("POST", base+"/receive", cfg.token, map[string]any{"max_messages": 10, "wait_ms": 100})
 		l.record("receive", started, a, err)
-		if err == nil && a.status == http.StatusOK {
+		if err == nil && a.Status == http.StatusOK {
 			var r struct {
 				Messages []leasedMessage `json:"messages"`
 			}
-			if derr := a.decode(&r); derr != nil {
+			if derr := a.Decode(&r); derr != nil {
 				l.mu.Lock()
 				l.violate("receive: %v", derr)
 				l.mu.Unlock()
@@ -364,20 +366,20 @@ func (ld *load) consume(s *server, cfg loadConfig, l *ledger, rng *rand.Rand) {
 func (ld *load) settle(s *server, cfg loadConfig, l *ledger, op string, m leasedMessage) {
 	l.dropLease(m.ID)
 	started := time.Now()
-	a, err := s.do("POST", "/v1/queues/"+cfg.queue+"/"+op, cfg.token, map[string]any{"receipt": m.Receipt})
+	a, err := s.Do("POST", "/v1/queues/"+cfg.queue+"/"+op, cfg.token, map[string]any{"receipt": m.Receipt})
 	l.record(op, started, a, err)
 	if err != nil {
 		return
 	}
 	switch {
-	case a.status == http.StatusOK && op == "ack":
+	case a.Status == http.StatusOK && op == "ack":
 		l.addAcked(m.ID)
-	case a.status == http.StatusOK:
-	case a.status == http.StatusConflict || a.status == http.StatusNotFound:
+	case a.Status == http.StatusOK:
+	case a.Status == http.StatusConflict || a.Status == http.StatusNotFound:
 		// The lease lasts an hour: the server must still know it, through
 		// any number of crashes.
 		l.mu.Lock()
-		l.violate("%s of a valid lease on %s answered %d: %s", op, m.ID, a.status, a.body)
+		l.violate("%s of a valid lease on %s answered %d: %s", op, m.ID, a.Status, a.Body)
 		l.mu.Unlock()
 	}
 }

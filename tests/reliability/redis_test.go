@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"github.com/ledgerq/ledgerq/tests/redistest"
 )
 
@@ -31,27 +32,27 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 			ld.stop()
 		}
 	}()
-	waitFor(t, 20*time.Second, "publishes before the outage", func() bool { return l.countPublished() >= 50 })
+	harness.WaitFor(t, "publishes before the outage", 20*time.Second, func() bool { return l.countPublished() >= 50 })
 
 	rs.Kill()
 	t.Log("redis killed")
-	r := s.waitReady("the bus down (503)", 30*time.Second, func(code int, r readyReport) bool {
-		ok, found, _ := r.check("bus")
+	r := s.waitReady("the bus down (503)", 30*time.Second, func(code int, r harness.ReadyReport) bool {
+		ok, found, _ := r.Check("bus")
 		return code == http.StatusServiceUnavailable && found && !ok
 	})
-	_, _, detail := r.check("bus")
+	_, _, detail := r.Check("bus")
 	t.Logf("/readyz during the outage: bus check %q", detail)
 	during := l.countPublished()
-	waitFor(t, 20*time.Second, "publishes during the outage", func() bool { return l.countPublished() >= during+50 })
+	harness.WaitFor(t, "publishes during the outage", 20*time.Second, func() bool { return l.countPublished() >= during+50 })
 
 	rs.Restart()
 	t.Log("redis restarted, empty")
-	s.waitReady("ready again (200)", 60*time.Second, func(code int, r readyReport) bool {
-		ok, found, _ := r.check("bus")
+	s.waitReady("ready again (200)", 60*time.Second, func(code int, r harness.ReadyReport) bool {
+		ok, found, _ := r.Check("bus")
 		return code == http.StatusOK && found && ok && r.Ready
 	})
 	after := l.countPublished()
-	waitFor(t, 20*time.Second, "publishes after the outage", func() bool { return l.countPublished() >= after+50 })
+	harness.WaitFor(t, "publishes after the outage", 20*time.Second, func() bool { return l.countPublished() >= after+50 })
 	ld.stop()
 	stopped = true
 
@@ -69,13 +70,13 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 	// The read model at the head, once the relay and the projections have
 	// caught up over the new Redis.
 	var live queueStats
-	waitFor(t, 60*time.Second, "the read model at the head", func() bool {
+	harness.WaitFor(t, "the read model at the head", 60*time.Second, func() bool {
 		st, pos, err := s.queueStatsAt(tok, q, head)
 		live = st
 		return err == nil && pos == head
 	})
-	s.stop()
-	rep := replayCopy(t, s.data)
+	s.Stop()
+	rep := replayCopy(t, s.Data)
 	if rep.Position != head {
 		t.Fatalf("replay stopped at %d, the server's head was %d", rep.Position, head)
 	}
@@ -86,6 +87,6 @@ func TestRedisOutageUnderLoad(t *testing.T) {
 	if got := int64(l.countPublished()); live.Published != got {
 		t.Fatalf("published_total %d, but %d publishes were answered 201 (and every publish was answered)", live.Published, got)
 	}
-	verifyOffline(t, s.data)
+	verifyOffline(t, s.Data)
 	t.Logf("head %d, %+v; answers: %s", head, live, l.summary())
 }

@@ -1,17 +1,16 @@
 package reliability
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptrace"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // TestGracefulShutdown sends SIGTERM while publishers and a consumer run,
@@ -28,7 +27,7 @@ func TestGracefulShutdown(t *testing.T) {
 	s.createQueue(tok, q)
 	s.createQueue(tok, idle)
 
-	sse := openSSE(t, s, tok, "queues="+q+"&kinds=queue,message")
+	sse := s.Subscribe(harness.Subscription{Query: "queues=" + q + "&kinds=queue,message", Token: tok, CountOnly: true})
 	l := newLedger()
 	ld := startLoad(s, loadConfig{queue: q, token: tok, publishers: 2, consumers: 1, every: 2 * time.Millisecond,
 		keepPct: 10, nackPct: 10, bodyBytes: 100, seed: uint64(time.Now().UnixNano())}, l)
@@ -38,20 +37,20 @@ func TestGracefulShutdown(t *testing.T) {
 			ld.stop()
 		}
 	}()
-	waitFor(t, 20*time.Second, "publishes and SSE events before SIGTERM", func() bool {
-		return l.countPublished() >= 50 && sse.events.Load() > 0
+	harness.WaitFor(t, "publishes and SSE events before SIGTERM", 20*time.Second, func() bool {
+		return l.countPublished() >= 50 && sse.Count() > 0
 	})
 
 	const waitMS = 20000
 	poll := startLongPoll(t, s, tok, idle, waitMS)
 
 	sent := time.Now()
-	code, err := s.term()
+	code, err := s.Term()
 	exitAfter := time.Since(sent)
 	ld.stop()
 	stopped = true
 	if err != nil || code != 0 {
-		t.Fatalf("SIGTERM: exit code %d, %v; logs:\n%s", code, err, s.logs.String())
+		t.Fatalf("SIGTERM: exit code %d, %v; logs:\n%s", code, err, s.Logs())
 	}
 	t.Logf("exited with 0 %v after SIGTERM", exitAfter.Round(time.Millisecond))
 
@@ -59,21 +58,20 @@ func TestGracefulShutdown(t *testing.T) {
 	if res.err != nil {
 		t.Fatalf("long poll in flight at SIGTERM got no answer: %v", res.err)
 	}
-	if res.a.status != http.StatusOK {
-		t.Fatalf("long poll in flight at SIGTERM: %d %s, want 200", res.a.status, res.a.body)
+	if res.a.Status != http.StatusOK {
+		t.Fatalf("long poll in flight at SIGTERM: %d %s, want 200", res.a.Status, res.a.Body)
 	}
 	var msgs struct {
 		Messages []leasedMessage `json:"messages"`
 	}
-	if err := res.a.decode(&msgs); err != nil || len(msgs.Messages) != 0 {
-		t.Fatalf("long poll on an empty queue: %s (%v), want no messages", res.a.body, err)
+	if err := res.a.Decode(&msgs); err != nil || len(msgs.Messages) != 0 {
+		t.Fatalf("long poll on an empty queue: %s (%v), want no messages", res.a.Body, err)
 	}
 	if res.took >= waitMS*time.Millisecond {
 		t.Fatalf("long poll took %v: it waited its full %dms instead of ending at SIGTERM", res.took, waitMS)
 	}
 
-	sseEnd := <-sse.done
-	if sseEnd != nil {
+	if sseEnd := sse.Err(); sseEnd != nil {
 		t.Fatalf("SSE stream did not end cleanly at SIGTERM: %v", sseEnd)
 	}
 
@@ -83,9 +81,9 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("answers around SIGTERM: %s", strings.Join(bad, "; "))
 	}
 	l.checkNoViolations(t)
-	t.Logf("long poll back after %v; %d SSE events; answers: %s", res.took.Round(time.Millisecond), sse.events.Load(), l.summary())
+	t.Logf("long poll back after %v; %d SSE events; answers: %s", res.took.Round(time.Millisecond), sse.Count(), l.summary())
 
-	s.start()
+	s.Restart()
 	sum := s.readLog(tok)
 	checkLog(t, sum, l)
 	// In-flight requests finished: everything the log holds was answered.
@@ -106,26 +104,26 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	checkLeasesAnswered(t, sum.perQueue[q]["MessageLeased"], delivered)
 	for range 10 {
-		a := s.must("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": "after restart"}, http.StatusCreated)
+		a := s.Must("POST", "/v1/queues/"+q+"/messages", tok, map[string]any{"body": "after restart"}, http.StatusCreated)
 		var r struct {
 			ID string `json:"id"`
 		}
-		if err := a.decode(&r); err != nil {
+		if err := a.Decode(&r); err != nil {
 			t.Fatal(err)
 		}
 		l.addPublished(r.ID)
 	}
 	head := s.head(tok)
 	var live queueStats
-	waitFor(t, 30*time.Second, "the read model at the head after restart", func() bool {
+	harness.WaitFor(t, "the read model at the head after restart", 30*time.Second, func() bool {
 		st, pos, err := s.queueStatsAt(tok, q, head)
 		live = st
 		return err == nil && pos == head
 	})
 	checkLog(t, s.readLog(tok), l)
-	s.stop()
-	verifyOffline(t, s.data)
-	rep := replayCopy(t, s.data)
+	s.Stop()
+	verifyOffline(t, s.Data)
+	rep := replayCopy(t, s.Data)
 	want, _ := rep.stats(q)
 	if rep.Position != head || live != want {
 		t.Fatalf("after restart the read model differs from the replay:\n live   %+v at %d\n replay %+v at %d", live, head, want, rep.Position)
@@ -157,53 +155,8 @@ func checkLeasesAnswered(t *testing.T, inLog, delivered int) {
 // strictLeasesAtShutdown makes checkLeasesAnswered fail the test.
 const strictLeasesAtShutdown = true
 
-// sseStream is an open GET /v1/subscribe whose events are counted; done
-// yields nil when the server ended the stream cleanly.
-type sseStream struct {
-	events atomic.Int64
-	done   chan error
-	close  func()
-}
-
-func openSSE(t *testing.T, s *server, tok, query string) *sseStream {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	req, err := http.NewRequestWithContext(ctx, "GET", s.url+"/v1/subscribe?"+query, nil)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Accept", "text/event-stream")
-	// Its own client: the shared one's overall timeout would cut the stream.
-	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
-	if err != nil {
-		cancel()
-		t.Fatalf("subscribe: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		resp.Body.Close()
-		cancel()
-		t.Fatalf("subscribe: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	st := &sseStream{done: make(chan error, 1), close: func() { cancel(); resp.Body.Close() }}
-	t.Cleanup(st.close)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "id:") {
-				st.events.Add(1)
-			}
-		}
-		// Scanner reports io.EOF as nil: a clean end of the chunked body.
-		st.done <- sc.Err()
-	}()
-	return st
-}
-
 type pollResult struct {
-	a    answer
+	a    harness.Response
 	err  error
 	took time.Duration
 }
@@ -221,23 +174,11 @@ func startLongPoll(t *testing.T, s *server, tok, queue string, waitMS int) <-cha
 	go func() {
 		ctx, cancel := context.WithTimeout(httptrace.WithClientTrace(context.Background(), trace), 2*time.Minute)
 		defer cancel()
-		body := strings.NewReader(`{"max_messages":1,"wait_ms":` + strconv.Itoa(waitMS) + `}`)
-		req, err := http.NewRequestWithContext(ctx, "POST", s.url+"/v1/queues/"+queue+"/receive", body)
-		if err != nil {
-			out <- pollResult{err: err}
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
+		body := `{"max_messages":1,"wait_ms":` + strconv.Itoa(waitMS) + `}`
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 		started := time.Now()
-		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-		if err != nil {
-			out <- pollResult{err: err, took: time.Since(started)}
-			return
-		}
-		defer resp.Body.Close()
-		raw, err := io.ReadAll(resp.Body)
-		out <- pollResult{a: answer{status: resp.StatusCode, header: resp.Header, body: raw}, err: err, took: time.Since(started)}
+		a, err := harness.Send(ctx, client, "POST", s.URL+"/v1/queues/"+queue+"/receive", tok, body)
+		out <- pollResult{a: a, err: err, took: time.Since(started)}
 	}()
 	select {
 	case <-wrote:
@@ -247,7 +188,7 @@ func startLongPoll(t *testing.T, s *server, tok, queue string, waitMS int) <-cha
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case r := <-out:
-		t.Fatalf("the long poll ended before SIGTERM: %d %s %v", r.a.status, r.a.body, r.err)
+		t.Fatalf("the long poll ended before SIGTERM: %d %s %v", r.a.Status, r.a.Body, r.err)
 	default:
 	}
 	return out

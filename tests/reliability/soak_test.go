@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // TestSoak runs a steady mixed load for LEDGERQ_SOAK (e.g. 60s): paced
@@ -41,8 +42,8 @@ func TestSoak(t *testing.T) {
 	const q = "soak"
 	// Default visibility: a lease the load forgets would come back, as in
 	// production.
-	s.must("POST", "/v1/queues", tok, map[string]any{"name": q}, http.StatusCreated)
-	pid := s.pid()
+	s.Must("POST", "/v1/queues", tok, map[string]any{"name": q}, http.StatusCreated)
+	pid := s.PID()
 
 	l := newLedger()
 	// A short burst first: the database connection pools and caches open
@@ -81,7 +82,7 @@ func TestSoak(t *testing.T) {
 	mixed.stop()
 
 	// Figures first, so a failure below still leaves them in the output.
-	t.Logf("%d s of load: %s; %d SSE events", int(dur.Seconds()), l.summary(), mixed.sse.events.Load())
+	t.Logf("%d s of load: %s; %d SSE events", int(dur.Seconds()), l.summary(), mixed.sse.Count())
 	t.Log("samples (t, rss MiB, of which anonymous MiB, go heap in use MiB, open fds, goroutines):")
 	for _, smp := range samples {
 		t.Logf("  %5.0fs %7.1f %7.1f %7.1f %4d %4d", smp.at.Seconds(), float64(smp.rssKB)/1024, float64(smp.anonKB)/1024, smp.heapMiB, smp.fds, smp.goroutines)
@@ -104,7 +105,7 @@ func TestSoak(t *testing.T) {
 	}
 	l.mu.Unlock()
 
-	httpClient.CloseIdleConnections()
+	s.Client().CloseIdleConnections()
 	idleAfter := settle(t, s, pid, idleBefore.goroutines, idleBefore.fds)
 	t.Logf("idle after: %s", idleAfter)
 
@@ -133,31 +134,31 @@ func TestSoak(t *testing.T) {
 	head := s.head(tok)
 	checkLog(t, s.readLog(tok), l)
 	var live queueStats
-	waitFor(t, 30*time.Second, "the read model at the head", func() bool {
+	harness.WaitFor(t, "the read model at the head", 30*time.Second, func() bool {
 		st, pos, err := s.queueStatsAt(tok, q, head)
 		live = st
 		return err == nil && pos == head
 	})
-	s.stop()
-	rep := replayCopy(t, s.data)
+	s.Stop()
+	rep := replayCopy(t, s.Data)
 	if want, _ := rep.stats(q); rep.Position != head || want != live {
 		t.Errorf("after the soak the read model differs from the replay:\n live   %+v at %d\n replay %+v at %d", live, head, want, rep.Position)
 	}
-	t.Logf("log head %d; %+v; data directory: %s", head, live, fileSizes(s.data))
+	t.Logf("log head %d; %+v; data directory: %s", head, live, fileSizes(s.Data))
 }
 
 // mixedLoad is the soak's traffic: paced publishers, consumers, queries
 // and an SSE subscriber.
 type mixedLoad struct {
 	pub, cons *load
-	sse       *sseStream
+	sse       *harness.Stream
 	quit      chan struct{}
 	wg        sync.WaitGroup
 }
 
 func startMixed(t *testing.T, s *server, tok, q string, l *ledger) *mixedLoad {
 	t.Helper()
-	m := &mixedLoad{quit: make(chan struct{}), sse: openSSE(t, s, tok, "queues="+q)}
+	m := &mixedLoad{quit: make(chan struct{}), sse: s.Subscribe(harness.Subscription{Query: "queues=" + q, Token: tok, CountOnly: true})}
 	m.pub = startLoad(s, loadConfig{queue: q, token: tok, publishers: 2, every: 10 * time.Millisecond, bodyBytes: 512}, l)
 	m.cons = startLoad(s, loadConfig{queue: q, token: tok, consumers: 2, nackPct: 5, seed: uint64(time.Now().UnixNano())}, l)
 	for _, path := range []string{"/v1/queues/" + q, "/v1/queues/" + q + "/messages?state=ready&limit=20"} {
@@ -173,7 +174,7 @@ func startMixed(t *testing.T, s *server, tok, q string, l *ledger) *mixedLoad {
 				case <-tick.C:
 				}
 				t0 := time.Now()
-				a, err := s.do("GET", path, tok, nil)
+				a, err := s.Do("GET", path, tok, nil)
 				l.record("query", t0, a, err)
 			}
 		}()
@@ -186,7 +187,7 @@ func (m *mixedLoad) stop() {
 	m.wg.Wait()
 	m.pub.stop()
 	m.cons.stop()
-	m.sse.close()
+	m.sse.Close()
 }
 
 // fdTargets lists what the process's descriptors point at.
@@ -232,35 +233,22 @@ func (s sample) String() string {
 
 func takeSample(s *server, pid int) (sample, error) {
 	var smp sample
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	mem, err := s.Memory()
 	if err != nil {
 		return smp, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		for key, dst := range map[string]*int64{"VmRSS:": &smp.rssKB, "RssAnon:": &smp.anonKB} {
-			if rest, ok := strings.CutPrefix(line, key); ok {
-				*dst, err = strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-				if err != nil {
-					return smp, fmt.Errorf("%s %q: %w", key, rest, err)
-				}
-			}
-		}
-	}
+	smp.rssKB, smp.anonKB = mem.RSS>>10, mem.Anon>>10
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		return smp, err
 	}
 	smp.fds = len(fds)
-	g, err := s.metric("go_goroutines")
+	m, err := s.Metrics("go_goroutines", "go_memstats_heap_inuse_bytes")
 	if err != nil {
 		return smp, err
 	}
-	smp.goroutines = int(g)
-	heap, err := s.metric("go_memstats_heap_inuse_bytes")
-	if err != nil {
-		return smp, err
-	}
-	smp.heapMiB = heap / (1 << 20)
+	smp.goroutines = int(m["go_goroutines"])
+	smp.heapMiB = m["go_memstats_heap_inuse_bytes"] / (1 << 20)
 	return smp, nil
 }
 
@@ -274,7 +262,7 @@ func settle(t *testing.T, s *server, pid, goroutines, fds int) sample {
 	deadline := time.Now().Add(20 * time.Second)
 	var prev sample
 	for {
-		httpClient.CloseIdleConnections()
+		s.Client().CloseIdleConnections()
 		smp, err := takeSample(s, pid)
 		if err != nil {
 			t.Fatalf("sample: %v", err)
