@@ -243,9 +243,9 @@ func TestDashboardFollowsTheQueue(t *testing.T) {
 	}
 	chromiumPath(t) // skip or fail before starting anything
 	srv := startServer(t)
-	tok := srv.token(t, "dashboard", "admin")
+	tok := srv.Token("dashboard", "admin")
 	const queue = "orders"
-	srv.mustCall(t, "POST", "/v1/queues", tok, map[string]any{"name": queue}, 201, nil)
+	srv.Must("POST", "/v1/queues", tok, map[string]any{"name": queue}, 201)
 
 	// One deadline for the whole browser session.
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
@@ -282,10 +282,10 @@ func TestDashboardFollowsTheQueue(t *testing.T) {
 		for i := range msgs {
 			msgs[i] = map[string]any{"body": fmt.Sprintf("batch %d message %d", b, i)}
 		}
-		srv.mustCall(t, "POST", "/v1/queues/"+queue+"/messages:batch", tok, map[string]any{"messages": msgs}, 201, nil)
+		srv.Must("POST", "/v1/queues/"+queue+"/messages:batch", tok, map[string]any{"messages": msgs}, 201)
 	}
 	for i := range singles {
-		srv.mustCall(t, "POST", "/v1/queues/"+queue+"/messages", tok, map[string]any{"body": fmt.Sprintf("single %d", i)}, 201, nil)
+		srv.Must("POST", "/v1/queues/"+queue+"/messages", tok, map[string]any{"body": fmt.Sprintf("single %d", i)}, 201)
 	}
 	p.waitFor(fmt.Sprintf("ready = %d", published), cellIs(queue, "ready", published), 10*time.Second)
 	if v, text := p.cell(queue, "published_total"); v != strconv.Itoa(published) || text != "1,030" {
@@ -301,8 +301,11 @@ func TestDashboardFollowsTheQueue(t *testing.T) {
 				Receipt string `json:"receipt"`
 			} `json:"messages"`
 		}
-		srv.mustCall(t, "POST", "/v1/queues/"+queue+"/receive", tok,
-			map[string]any{"max_messages": leased - len(receipts), "visibility_timeout_ms": 600000}, 200, &got)
+		r := srv.Must("POST", "/v1/queues/"+queue+"/receive", tok,
+			map[string]any{"max_messages": leased - len(receipts), "visibility_timeout_ms": 600000}, 200)
+		if err := r.Decode(&got); err != nil {
+			t.Fatal(err)
+		}
 		if len(got.Messages) == 0 {
 			t.Fatalf("receive returned nothing with %d messages ready", published-len(receipts))
 		}
@@ -314,7 +317,9 @@ func TestDashboardFollowsTheQueue(t *testing.T) {
 		Position int64 `json:"position"`
 	}
 	for _, r := range receipts[:acked] {
-		srv.mustCall(t, "POST", "/v1/queues/"+queue+"/ack", tok, map[string]any{"receipt": r}, 200, &lastAck)
+		if err := srv.Must("POST", "/v1/queues/"+queue+"/ack", tok, map[string]any{"receipt": r}, 200).Decode(&lastAck); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p.waitFor("acked = 4", cellIs(queue, "acked_total", acked), 10*time.Second)
 	p.waitFor("in flight = 6", cellIs(queue, "in_flight", leased-acked), 5*time.Second)

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // figuresConfig shapes the SSE measurement; every field has an environment
@@ -94,16 +96,16 @@ func TestSSEFigures(t *testing.T) {
 	cfg := figuresConfigFromEnv(t)
 	raiseOpenFiles(t, uint64(2*cfg.Subscribers+1024))
 	srv := startServer(t, "--log-level", "warn")
-	admin := srv.token(t, "figures", "admin")
+	admin := srv.Token("figures", "admin")
 	queues := make([]string, cfg.Queues)
 	for i := range queues {
 		queues[i] = fmt.Sprintf("fig-%03d", i)
-		srv.mustCall(t, "POST", "/v1/queues", admin, map[string]any{"name": queues[i]}, 201, nil)
+		srv.Must("POST", "/v1/queues", admin, map[string]any{"name": queues[i]}, 201)
 	}
 	subjects := (cfg.Subscribers + perSubject - 1) / perSubject
 	tokens := make([]string, subjects)
 	for i := range tokens {
-		tokens[i] = srv.token(t, fmt.Sprintf("watcher-%03d", i), "queues:read")
+		tokens[i] = srv.Token(fmt.Sprintf("watcher-%03d", i), "queues:read")
 	}
 	pubClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * cfg.Concurrency, DisableCompression: true}}
 	defer pubClient.CloseIdleConnections()
@@ -214,28 +216,28 @@ func (m memory) goMem() float64 { return m.heapInuse + m.stackInuse }
 
 // settleMemory waits a moment for the server to go quiet and reads its RSS
 // and Go memory statistics.
-func settleMemory(t *testing.T, srv *server) memory {
+func settleMemory(t *testing.T, srv *harness.Server) memory {
 	t.Helper()
 	time.Sleep(2 * time.Second)
-	rss, err := srv.rssBytes()
+	mem, err := srv.Memory()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := srv.metrics("go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
+	m, err := srv.Metrics("go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return memory{rss: float64(rss), heapInuse: m["go_memstats_heap_inuse_bytes"],
+	return memory{rss: float64(mem.RSS), heapInuse: m["go_memstats_heap_inuse_bytes"],
 		stackInuse: m["go_memstats_stack_inuse_bytes"], goroutines: m["go_goroutines"]}
 }
 
 // waitMetric polls /metrics until name has the value want.
-func waitMetric(t *testing.T, srv *server, name string, want float64, within time.Duration) {
+func waitMetric(t *testing.T, srv *harness.Server, name string, want float64, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var last float64
 	for time.Now().Before(deadline) {
-		m, err := srv.metrics(name)
+		m, err := srv.Metrics(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,11 +252,11 @@ func waitMetric(t *testing.T, srv *server, name string, want float64, within tim
 // waitGoroutinesAtMost polls go_goroutines until it is at most limit and
 // returns the last value; it fails the test when that takes longer than
 // within.
-func waitGoroutinesAtMost(t *testing.T, srv *server, limit float64, within time.Duration) float64 {
+func waitGoroutinesAtMost(t *testing.T, srv *harness.Server, limit float64, within time.Duration) float64 {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		m, err := srv.metrics("go_goroutines")
+		m, err := srv.Metrics("go_goroutines")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,7 +273,7 @@ func waitGoroutinesAtMost(t *testing.T, srv *server, limit float64, within time.
 
 // publisher publishes single messages round-robin over queues.
 type publisher struct {
-	srv    *server
+	srv    *harness.Server
 	client *http.Client
 	token  string
 	queues []string
@@ -305,13 +307,16 @@ func (r loadResult) rate() float64 {
 
 func (p *publisher) one(ctx context.Context) (publish, error) {
 	qi := int(p.next.Add(1) % int64(len(p.queues)))
-	var out struct {
-		ID string `json:"id"`
-	}
 	pub := publish{queue: qi, sent: time.Now()}
-	err := p.srv.call(ctx, p.client, "POST", "/v1/queues/"+p.queues[qi]+"/messages", p.token,
-		map[string]any{"body": "figures"}, http.StatusCreated, &out)
-	pub.answer, pub.id = time.Now(), out.ID
+	r, err := harness.Send(ctx, p.client, "POST", p.srv.URL+"/v1/queues/"+p.queues[qi]+"/messages", p.token,
+		map[string]any{"body": "figures"})
+	pub.answer = time.Now()
+	if err == nil && r.Status != http.StatusCreated {
+		err = fmt.Errorf("publish to %s: status %s", p.queues[qi], r)
+	}
+	if err == nil {
+		pub.id = r.Str("id")
+	}
 	if err == nil && pub.id == "" {
 		err = errors.New("publish answered 201 without an id")
 	}
@@ -435,7 +440,7 @@ type subscribers struct {
 // the token of subject i / perSubject, and returns once every one answered
 // 200. Opening is spread over a few dozen goroutines so that the listen
 // backlog never overflows.
-func openSubscribers(t *testing.T, srv *server, tokens, queues []string, n int) *subscribers {
+func openSubscribers(t *testing.T, srv *harness.Server, tokens, queues []string, n int) *subscribers {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &subscribers{cancel: cancel, queueOf: make([]int, n), mu: make([]sync.Mutex, n), got: make([][]frame, n)}
