@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"github.com/ledgerq/ledgerq/tests/redistest"
 )
 
@@ -60,20 +61,20 @@ type sent struct {
 // measureLag publishes to w and returns one table row per observer.
 func measureLag(t *testing.T, w *node, observers ...*node) []string {
 	t.Helper()
-	tok := mintToken(t)
-	must(t, w.call("POST", "/v1/queues", tok, map[string]any{"name": "lag"}), http.StatusCreated, "create lag")
+	tok := w.token()
+	harness.MustStatus(t, w.Call("POST", "/v1/queues", tok, map[string]any{"name": "lag"}), http.StatusCreated, "create lag")
 
 	var arrivedMu sync.Mutex
 	arrivals := make([]map[string]time.Time, len(observers))
 	var readers sync.WaitGroup
-	streams := make([]*stream, len(observers))
+	streams := make([]*harness.Stream, len(observers))
 	for i, o := range observers {
-		streams[i] = o.subscribe(t, tok, "queues=lag&kinds=message")
+		streams[i] = o.Subscribe(harness.Subscription{Query: "queues=lag&kinds=message", Token: tok})
 		arrivals[i] = map[string]time.Time{}
 		readers.Add(1)
 		go func(i int) {
 			defer readers.Done()
-			for f := range streams[i].frames {
+			for f := range streams[i].Events {
 				if id, _ := f.Data["id"].(string); f.Event == "message.updated" && id != "" {
 					arrivedMu.Lock()
 					if _, ok := arrivals[i][id]; !ok {
@@ -108,7 +109,7 @@ func measureLag(t *testing.T, w *node, observers ...*node) []string {
 			defer pub.Done()
 			for i := range tickets {
 				start := time.Now()
-				r, err := w.do("POST", "/v1/queues/lag/messages", tok, map[string]any{"body": fmt.Sprintf("lag-%d", i)})
+				r, err := w.Do("POST", "/v1/queues/lag/messages", tok, map[string]any{"body": fmt.Sprintf("lag-%d", i)})
 				end := time.Now()
 				if err == nil && r.Status != http.StatusCreated {
 					err = fmt.Errorf("publish: %d %s", r.Status, r.Body)
@@ -117,7 +118,7 @@ func measureLag(t *testing.T, w *node, observers ...*node) []string {
 				if err != nil {
 					errs = append(errs, err)
 				} else {
-					sends = append(sends, sent{id: r.str("id"), start: start, end: end})
+					sends = append(sends, sent{id: r.Str("id"), start: start, end: end})
 				}
 				mu.Unlock()
 			}
@@ -146,7 +147,7 @@ func measureLag(t *testing.T, w *node, observers ...*node) []string {
 		arrivedMu.Unlock()
 	}
 	for _, st := range streams {
-		st.close()
+		st.Close()
 	}
 	readers.Wait()
 

@@ -1,11 +1,9 @@
 package cluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"github.com/ledgerq/ledgerq/tests/redistest"
 )
 
@@ -62,7 +61,7 @@ func (l *load) publish(g int) {
 	defer l.wg.Done()
 	for i := 0; !l.stopped(); i++ {
 		queue := l.queues[(g+i)%len(l.queues)]
-		r, err := l.w.do("POST", "/v1/queues/"+queue+"/messages", l.tok, map[string]any{"body": fmt.Sprintf("p%d-%d", g, i)})
+		r, err := l.w.Do("POST", "/v1/queues/"+queue+"/messages", l.tok, map[string]any{"body": fmt.Sprintf("p%d-%d", g, i)})
 		if err == nil && r.Status != http.StatusCreated {
 			err = fmt.Errorf("publish to %s: %d %s", queue, r.Status, r.Body)
 		}
@@ -81,7 +80,7 @@ func (l *load) consume() {
 	defer l.wg.Done()
 	for i := 0; !l.stopped(); i++ {
 		queue := l.queues[i%len(l.queues)]
-		r, err := l.w.do("POST", "/v1/queues/"+queue+"/receive", l.tok, map[string]any{"max_messages": 5, "visibility_timeout_ms": 600000})
+		r, err := l.w.Do("POST", "/v1/queues/"+queue+"/receive", l.tok, map[string]any{"max_messages": 5, "visibility_timeout_ms": 600000})
 		if err == nil && r.Status != http.StatusOK {
 			err = fmt.Errorf("receive from %s: %d %s", queue, r.Status, r.Body)
 		}
@@ -100,7 +99,7 @@ func (l *load) consume() {
 			case 4:
 				continue
 			}
-			r, err := l.w.do("POST", "/v1/queues/"+queue+"/"+verb, l.tok, map[string]any{"receipt": receipt})
+			r, err := l.w.Do("POST", "/v1/queues/"+queue+"/"+verb, l.tok, map[string]any{"receipt": receipt})
 			if err == nil && r.Status != http.StatusOK {
 				err = fmt.Errorf("%s on %s: %d %s", verb, queue, r.Status, r.Body)
 			}
@@ -134,7 +133,7 @@ func (l *load) end(t *testing.T) {
 func (l *load) waitPublished(t *testing.T, n int64, min time.Duration) {
 	t.Helper()
 	target, since := l.published.Load()+n, time.Now()
-	waitFor(t, fmt.Sprintf("%d more publishes", n), time.Minute, func() bool {
+	harness.WaitFor(t, fmt.Sprintf("%d more publishes", n), time.Minute, func() bool {
 		l.mu.Lock()
 		failed := len(l.errs) > 0
 		l.mu.Unlock()
@@ -155,19 +154,19 @@ func TestRedisOutageLosesNothing(t *testing.T) {
 	redis := redistest.Start(t)
 	w := startNode(t, "write", "--redis", redis.URL())
 	q := startNode(t, "query", "--redis", redis.URL(), "--role", "query")
-	tok := mintToken(t)
+	tok := w.token()
 	queues := []string{"orders", "billing"}
 	c := &tally{}
 	for _, name := range queues {
-		must(t, c.note(w.call("POST", "/v1/queues", tok, map[string]any{"name": name})), http.StatusCreated, "create "+name)
+		harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues", tok, map[string]any{"name": name})), http.StatusCreated, "create "+name)
 	}
 
 	l := startLoad(w, tok, c, queues, 3)
 	l.waitPublished(t, 100, 0)
 	redis.Kill()
 	down := time.Now()
-	waitFor(t, "the write node to report Redis down", 10*time.Second, func() bool {
-		return w.call("GET", "/readyz", "", nil).Status == http.StatusServiceUnavailable
+	harness.WaitFor(t, "the write node to report Redis down", 10*time.Second, func() bool {
+		return w.Call("GET", "/readyz", "", nil).Status == http.StatusServiceUnavailable
 	})
 	l.waitPublished(t, 200, 3*time.Second)
 	redis.Restart()
@@ -181,7 +180,7 @@ func TestRedisOutageLosesNothing(t *testing.T) {
 
 	// The relay retried, and not in a tight loop: at a steady 100 ms (the
 	// backoff's floor) the outage would have cost outage/100ms attempts.
-	retries := len(w.logLines("relay: publish failed; retrying"))
+	retries := len(w.LogRecords("relay: publish failed; retrying"))
 	if floor := int(outage / (100 * time.Millisecond)); retries == 0 || retries >= floor {
 		t.Errorf("relay retried %d times in a %s outage; want at least one, and fewer than %d (backoff)", retries, outage.Round(time.Millisecond), floor)
 	}
@@ -194,7 +193,7 @@ func TestRedisOutageLosesNothing(t *testing.T) {
 	}
 	var total int64
 	for _, name := range queues {
-		total += stat(live.Queues[name], "published_total")
+		total += harness.Stat(live.Queues[name], "published_total")
 	}
 	if total != l.published.Load() {
 		t.Fatalf("read model counts %d publishes, %d answered 201", total, l.published.Load())
@@ -202,65 +201,22 @@ func TestRedisOutageLosesNothing(t *testing.T) {
 
 	// The same answers from a read model rebuilt from the log, and from
 	// `ledgerq replay`.
-	w.stop()
-	q.stop()
-	replay := replayState(t, w.Data)
+	w.Stop()
+	q.Stop()
+	replay := harness.ParseState(t, harness.Replay(t, w.Data))
 	if replay.Position != last {
 		t.Fatalf("ledgerq replay reached position %d, the last command answered %d", replay.Position, last)
 	}
 	for _, name := range queues {
-		if got := sameTimes(withoutAge(replay.Queues[name])); !reflect.DeepEqual(got, sameTimes(live.Queues[name])) {
+		if got := harness.NormalTimes(harness.WithoutAge(replay.Queues[name])); !reflect.DeepEqual(got, harness.NormalTimes(live.Queues[name])) {
 			t.Errorf("ledgerq replay: %s = %v, live %v", name, got, live.Queues[name])
 		}
 	}
 	if err := os.Remove(filepath.Join(w.Data, "readmodel.db")); err != nil {
 		t.Fatal(err)
 	}
-	w.start()
+	w.Restart()
 	if rebuilt := w.view(tok, last, queues...); !reflect.DeepEqual(rebuilt, live) {
 		t.Fatalf("rebuilt read model differs from the live one:\nrebuilt %v\nlive    %v", rebuilt, live)
 	}
-}
-
-// sameTimes rewrites a queue object's times in one layout: `ledgerq replay`
-// prints Go's default (trailing zeros of the milliseconds dropped), the
-// HTTP API always three digits; the instants are what must agree.
-func sameTimes(q map[string]any) map[string]any {
-	out := map[string]any{}
-	for k, v := range q {
-		if s, ok := v.(string); ok {
-			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-				v = t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
-			}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// stateView is the output of `ledgerq replay`, queues by name.
-type stateView struct {
-	Position int64
-	Queues   map[string]map[string]any
-}
-
-// replayState runs `ledgerq replay` on a stopped node's data directory.
-func replayState(t *testing.T, dataDir string, extra ...string) stateView {
-	t.Helper()
-	out, err := exec.Command(binPath, append([]string{"replay", "--data", dataDir}, extra...)...).Output()
-	if err != nil {
-		t.Fatalf("ledgerq replay: %v", err)
-	}
-	var raw struct {
-		Position int64            `json:"position"`
-		Queues   []map[string]any `json:"queues"`
-	}
-	if err := json.Unmarshal(out, &raw); err != nil {
-		t.Fatalf("ledgerq replay printed no state: %v\n%s", err, out)
-	}
-	v := stateView{Position: raw.Position, Queues: map[string]map[string]any{}}
-	for _, q := range raw.Queues {
-		v.Queues[q["name"].(string)] = q
-	}
-	return v
 }

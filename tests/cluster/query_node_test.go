@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ledgerq/ledgerq/eventstore/relay"
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"github.com/ledgerq/ledgerq/tests/redistest"
 )
 
@@ -26,14 +27,14 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 	redis := redistest.Start(t)
 	w := startNode(t, "write", "--redis", redis.URL())
 	q := startNode(t, "query", "--redis", redis.URL(), "--role", "query")
-	tok := mintToken(t)
+	tok := w.token()
 	queues := []string{"jobs-dlq", "jobs", "mail"}
-	sub := q.subscribe(t, tok, "queues="+strings.Join(queues, ",")+"&kinds=message")
+	sub := q.Subscribe(harness.Subscription{Query: "queues=" + strings.Join(queues, ",") + "&kinds=message", Token: tok})
 
 	c := &tally{}
-	must(t, c.note(w.call("POST", "/v1/queues", tok, map[string]any{"name": "jobs-dlq"})), http.StatusCreated, "create jobs-dlq")
-	must(t, c.note(w.call("POST", "/v1/queues", tok, map[string]any{"name": "jobs", "dead_letter_queue": "jobs-dlq", "max_receive_count": 1})), http.StatusCreated, "create jobs")
-	must(t, c.note(w.call("POST", "/v1/queues", tok, map[string]any{"name": "mail"})), http.StatusCreated, "create mail")
+	harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues", tok, map[string]any{"name": "jobs-dlq"})), http.StatusCreated, "create jobs-dlq")
+	harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues", tok, map[string]any{"name": "jobs", "dead_letter_queue": "jobs-dlq", "max_receive_count": 1})), http.StatusCreated, "create jobs")
+	harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues", tok, map[string]any{"name": "mail"})), http.StatusCreated, "create mail")
 	const jobs, mails = 120, 80
 	publishMany(t, w, tok, c, "jobs", jobs, 4)
 	publishMany(t, w, tok, c, "mail", mails, 4)
@@ -58,26 +59,26 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 		{"jobs", "in_flight", held}, {"jobs", "ready", jobs - acks - deadLettered - held},
 		{"jobs-dlq", "ready", deadLettered}, {"mail", "released_total", released}, {"mail", "ready", mails},
 	} {
-		if g := stat(got.Queues[chk.queue], chk.stat); g != chk.want {
+		if g := harness.Stat(got.Queues[chk.queue], chk.stat); g != chk.want {
 			t.Errorf("%s %s = %d on the query node, want %d", chk.queue, chk.stat, g, chk.want)
 		}
 	}
 
 	// Message history is readable on the query node, as on the write node.
 	for _, id := range []string{acked[0], got.Messages["jobs"]["dead_lettered"][0]} {
-		hq := q.getAt(tok, "/v1/messages/"+id, last)
-		hw := w.getAt(tok, "/v1/messages/"+id, last)
+		hq := q.GetAt("/v1/messages/"+id, tok, last)
+		hw := w.GetAt("/v1/messages/"+id, tok, last)
 		if !reflect.DeepEqual(hq.JSON, hw.JSON) {
 			t.Fatalf("message %s: query node %s, write node %s", id, hq.Body, hw.Body)
 		}
 	}
-	if types := historyTypes(q.getAt(tok, "/v1/messages/"+acked[0], last)); !slices.Equal(types, []string{"MessagePublished", "MessageLeased", "MessageAcked"}) {
+	if types := historyTypes(q.GetAt("/v1/messages/"+acked[0], tok, last)); !slices.Equal(types, []string{"MessagePublished", "MessageLeased", "MessageAcked"}) {
 		t.Errorf("history of an acked message on the query node: %v", types)
 	}
 
 	// SSE on the query node saw every message published, and the acks.
 	ids := c.publishedIDs()
-	seen := sub.collect(t, 30*time.Second, func(seen map[string][]string) bool {
+	seen := collect(t, sub, 30*time.Second, func(seen map[string][]string) bool {
 		for _, id := range ids {
 			if len(seen[id]) == 0 {
 				return false
@@ -93,7 +94,7 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 	if len(seen) < len(ids) {
 		t.Fatalf("SSE on the query node: %d messages, want %d", len(seen), len(ids))
 	}
-	sub.close()
+	sub.Close()
 
 	// No command route is served by the query node: every command answers
 	// 405 with a reason, Allow: GET where the path has a query route and an
@@ -107,19 +108,19 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 		{"POST", "/v1/queues/jobs/receive", false}, {"POST", "/v1/queues/jobs/ack", false},
 		{"POST", "/v1/queues/jobs/nack", false}, {"POST", "/v1/queues/jobs/purge", false},
 	} {
-		r := q.call(cmd.method, cmd.path, tok, map[string]any{"name": "x", "body": "x", "receipt": "x"})
+		r := q.Call(cmd.method, cmd.path, tok, map[string]any{"name": "x", "body": "x", "receipt": "x"})
 		wantAllow := ""
 		if cmd.queryPath {
 			wantAllow = "GET"
 		}
-		ok := r.Status == http.StatusMethodNotAllowed && r.str("code") == "method_not_allowed" &&
-			r.Header.Get("Allow") == wantAllow && strings.Contains(r.str("detail"), "queries only")
+		ok := r.Status == http.StatusMethodNotAllowed && r.Str("code") == "method_not_allowed" &&
+			r.Header.Get("Allow") == wantAllow && strings.Contains(r.Str("detail"), "queries only")
 		if !ok || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/problem+json") {
 			t.Errorf("%s %s on the query node: %d %q Allow %q detail %q, want 405 method_not_allowed Allow %q",
-				cmd.method, cmd.path, r.Status, r.str("code"), r.Header.Get("Allow"), r.str("detail"), wantAllow)
+				cmd.method, cmd.path, r.Status, r.Str("code"), r.Header.Get("Allow"), r.Str("detail"), wantAllow)
 		}
 	}
-	if r := w.getAt(tok, "/v1/queues/jobs", last); stat(r.JSON, "published_total") != jobs {
+	if r := w.GetAt("/v1/queues/jobs", tok, last); harness.Stat(r.JSON, "published_total") != jobs {
 		t.Fatalf("commands sent to the query node changed the write node: %s", r.Body)
 	}
 
@@ -127,19 +128,19 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 	// needs nothing it had already applied, the stream entries it consumed
 	// are trimmed from Redis while it is down; a node rebuilding from zero
 	// could not get past the hole.
-	q.getAt(tok, "/v1/queues/jobs", last)
-	q.stop()
+	q.GetAt("/v1/queues/jobs", tok, last)
+	q.Stop()
 	rdb := redisClient(t, redis.Addr())
 	consumed := lastEntryID(t, rdb)
 	publishMany(t, w, tok, c, "mail", 40, 2)
 	settle(t, w, tok, c, "jobs", receive(t, w, tok, c, "jobs", 5), 5, 0)
-	w.getAt(tok, "/v1/queues/mail", c.lastPosition()) // the write node consumes the same stream: it is all there
+	w.GetAt("/v1/queues/mail", tok, c.lastPosition()) // the write node consumes the same stream: it is all there
 	trimmed, err := rdb.XTrimMinID(context.Background(), relay.Topic, nextEntryID(t, consumed)).Result()
 	if err != nil || trimmed == 0 {
 		t.Fatalf("trim the entries the query node consumed: %d trimmed, %v", trimmed, err)
 	}
-	q.start()
-	sub = q.subscribe(t, tok, "queues=mail&kinds=message")
+	q.Restart()
+	sub = q.Subscribe(harness.Subscription{Query: "queues=mail&kinds=message", Token: tok})
 	before := len(c.publishedIDs())
 	publishMany(t, w, tok, c, "mail", 10, 1)
 	last = c.lastPosition()
@@ -149,7 +150,7 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 		t.Fatalf("after the restart the query node differs at position %d:\nquery %v\nwrite %v", last, got, want)
 	}
 	fresh := c.publishedIDs()[before:]
-	sub.collect(t, 30*time.Second, func(seen map[string][]string) bool {
+	collect(t, sub, 30*time.Second, func(seen map[string][]string) bool {
 		for _, id := range fresh {
 			if len(seen[id]) == 0 {
 				return false
@@ -160,7 +161,7 @@ func TestQueryNodeServesWhatTheWriteNodeWrote(t *testing.T) {
 }
 
 // historyTypes lists the event types of a GET /v1/messages/{id} answer.
-func historyTypes(r response) []string {
+func historyTypes(r harness.Response) []string {
 	var out []string
 	hs, _ := r.JSON["history"].([]any)
 	for _, h := range hs {

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // tally keeps what a workload did, for the expectations of a test.
@@ -16,10 +18,10 @@ type tally struct {
 }
 
 // note records a command's position and returns the response.
-func (c *tally) note(r response) response {
+func (c *tally) note(r harness.Response) harness.Response {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := r.num("position"); p > c.last {
+	if p := r.Num("position"); p > c.last {
 		c.last = p
 	}
 	return r
@@ -48,7 +50,7 @@ func publishMany(t *testing.T, w *node, tok string, c *tally, queue string, n, w
 		go func(g int) {
 			defer wg.Done()
 			for i := g; i < n; i += workers {
-				r, err := w.do("POST", "/v1/queues/"+queue+"/messages", tok, map[string]any{"body": fmt.Sprintf("%s-%d", queue, i)})
+				r, err := w.Do("POST", "/v1/queues/"+queue+"/messages", tok, map[string]any{"body": fmt.Sprintf("%s-%d", queue, i)})
 				if err == nil && r.Status != http.StatusCreated {
 					err = fmt.Errorf("publish to %s: %d %s", queue, r.Status, r.Body)
 				}
@@ -58,7 +60,7 @@ func publishMany(t *testing.T, w *node, tok string, c *tally, queue string, n, w
 				}
 				c.note(r)
 				c.mu.Lock()
-				c.published = append(c.published, r.str("id"))
+				c.published = append(c.published, r.Str("id"))
 				c.mu.Unlock()
 			}
 		}(g)
@@ -74,7 +76,7 @@ func publishMany(t *testing.T, w *node, tok string, c *tally, queue string, n, w
 // expires while a test runs) and returns their receipts by id.
 func receive(t *testing.T, w *node, tok string, c *tally, queue string, max int) map[string]string {
 	t.Helper()
-	r := must(t, c.note(w.call("POST", "/v1/queues/"+queue+"/receive", tok,
+	r := harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues/"+queue+"/receive", tok,
 		map[string]any{"max_messages": max, "visibility_timeout_ms": 600000})), http.StatusOK, "receive from "+queue)
 	out := map[string]string{}
 	ms, _ := r.JSON["messages"].([]any)
@@ -94,10 +96,10 @@ func settle(t *testing.T, w *node, tok string, c *tally, queue string, receipts 
 	for id, receipt := range receipts {
 		switch {
 		case i < acks:
-			must(t, c.note(w.call("POST", "/v1/queues/"+queue+"/ack", tok, map[string]any{"receipt": receipt})), http.StatusOK, "ack")
+			harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues/"+queue+"/ack", tok, map[string]any{"receipt": receipt})), http.StatusOK, "ack")
 			acked = append(acked, id)
 		case i < acks+nacks:
-			must(t, c.note(w.call("POST", "/v1/queues/"+queue+"/nack", tok, map[string]any{"receipt": receipt})), http.StatusOK, "nack")
+			harness.MustStatus(t, c.note(w.Call("POST", "/v1/queues/"+queue+"/nack", tok, map[string]any{"receipt": receipt})), http.StatusOK, "nack")
 		}
 		i++
 	}
