@@ -20,6 +20,7 @@ import (
 
 	"github.com/ledgerq/ledgerq/domain"
 	"github.com/ledgerq/ledgerq/eventstore"
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // Shape of the figures' log.
@@ -58,21 +59,17 @@ func TestFiguresMillionEventLog(t *testing.T) {
 	}
 
 	start = time.Now()
-	var rep struct {
-		OK      bool  `json:"ok"`
-		Checked int64 `json:"checked"`
-	}
-	if out := run(t, "audit", "verify", "--data", dir); json.Unmarshal(out, &rep) != nil || !rep.OK || rep.Checked != head {
-		t.Fatalf("audit verify: %s", out)
+	if rep := harness.VerifyOffline(t, dir); rep.Checked != head {
+		t.Fatalf("audit verify: checked %d events, the log has %d", rep.Checked, head)
 	}
 	row("ledgerq audit verify (whole chain)", time.Since(start), head)
 
 	start = time.Now()
-	state := queuesByName(t, run(t, "replay", "--data", dir))
+	state := queuesByName(t, harness.Replay(t, dir))
 	row("ledgerq replay (to the head)", time.Since(start), head)
 	var published int64
 	for _, q := range state {
-		published += stat(q, "published_total")
+		published += harness.Stat(q, "published_total")
 	}
 	if published != messages || len(state) != figureQueues {
 		t.Fatalf("replay: %d queues, %d published; want %d and %d", len(state), published, figureQueues, messages)
@@ -82,22 +79,19 @@ func TestFiguresMillionEventLog(t *testing.T) {
 	for _, label := range []string{"near the start", "near the head"} {
 		pos := near[label]
 		start = time.Now()
-		offline[pos] = queuesByName(t, run(t, "replay", "--data", dir, "--at-position", strconv.FormatInt(pos, 10)))
+		offline[pos] = queuesByName(t, harness.Replay(t, dir, "--at-position", strconv.FormatInt(pos, 10)))
 		row(fmt.Sprintf("ledgerq replay --at-position %d (%s)", pos, label), time.Since(start), 0)
 	}
 
 	start = time.Now()
 	s := startServer(t, dir)
 	row("serve: start until /readyz 200", time.Since(start), 0)
-	for _, line := range strings.Split(s.Logs(), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "command state rebuilt from the log" {
-			ms, _ := m["took_ms"].(float64)
-			row("  of which the command state's rebuild", time.Duration(ms)*time.Millisecond, head)
-		}
+	for _, m := range s.LogRecords("command state rebuilt from the log") {
+		ms, _ := m["took_ms"].(float64)
+		row("  of which the command state's rebuild", time.Duration(ms)*time.Millisecond, head)
 	}
-	tok := token(t)
-	s.getAt("/v1/queues", tok, head)
+	tok := adminToken(s)
+	s.GetAt("/v1/queues", tok, head)
 	row("serve: start until the read models reach the head", time.Since(start), head)
 
 	for _, label := range []string{"near the start", "near the head"} {
@@ -107,7 +101,7 @@ func TestFiguresMillionEventLog(t *testing.T) {
 		var got map[string]map[string]any
 		for i := 0; i < 3; i++ {
 			start = time.Now()
-			r := must(t, s.call("GET", path, tok, nil), http.StatusOK, path)
+			r := harness.MustStatus(t, s.Call("GET", path, tok, nil), http.StatusOK, path)
 			took = append(took, time.Since(start))
 			got = queuesByName(t, r.Body)
 		}
@@ -118,7 +112,7 @@ func TestFiguresMillionEventLog(t *testing.T) {
 		row(fmt.Sprintf("GET /v1/audit/state?at_position=%d (median of 3)", pos), took[1], 0)
 	}
 	start = time.Now()
-	if r := must(t, s.call("GET", "/v1/audit/verify", tok, nil), http.StatusOK, "verify"); r.JSON["ok"] != true {
+	if r := harness.MustStatus(t, s.Call("GET", "/v1/audit/verify", tok, nil), http.StatusOK, "verify"); r.JSON["ok"] != true {
 		t.Fatalf("verify over HTTP: %s", r.Body)
 	}
 	row("GET /v1/audit/verify (whole chain)", time.Since(start), head)

@@ -2,15 +2,14 @@ package evidence
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // TestReplayToTheHeadEqualsLiveState runs a mixed workload through the
@@ -23,12 +22,12 @@ import (
 // too: receiving finds exactly the ready messages of each queue.
 func TestReplayToTheHeadEqualsLiveState(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	tok := token(t)
-	post := func(path string, body any, status int) response {
+	tok := adminToken(s)
+	post := func(path string, body any, status int) harness.Response {
 		t.Helper()
-		return must(t, s.call("POST", path, tok, body), status, "POST "+path)
+		return harness.MustStatus(t, s.Call("POST", path, tok, body), status, "POST "+path)
 	}
-	receipts := func(r response) []string {
+	receipts := func(r harness.Response) []string {
 		var out []string
 		for _, m := range r.JSON["messages"].([]any) {
 			out = append(out, m.(map[string]any)["receipt"].(string))
@@ -56,8 +55,8 @@ func TestReplayToTheHeadEqualsLiveState(t *testing.T) {
 		post("/v1/queues/orders/messages", map[string]any{"body": "later", "delay_ms": 900000}, http.StatusCreated)
 	}
 	first := post("/v1/queues/orders/messages", map[string]any{"body": "once", "dedup_id": "order-42"}, http.StatusCreated)
-	if again := post("/v1/queues/orders/messages", map[string]any{"body": "once", "dedup_id": "order-42"}, http.StatusOK); again.str("id") != first.str("id") {
-		t.Fatalf("dedup: second publish got id %q, first %q", again.str("id"), first.str("id"))
+	if again := post("/v1/queues/orders/messages", map[string]any{"body": "once", "dedup_id": "order-42"}, http.StatusOK); again.Str("id") != first.Str("id") {
+		t.Fatalf("dedup: second publish got id %q, first %q", again.Str("id"), first.Str("id"))
 	}
 
 	// 10 received: 4 acked, 3 nacked into the dead-letter queue (max one
@@ -72,27 +71,27 @@ func TestReplayToTheHeadEqualsLiveState(t *testing.T) {
 	for _, r := range rs[4:7] {
 		post("/v1/queues/orders/nack", map[string]any{"receipt": r}, http.StatusOK)
 	}
-	if r := post("/v1/queues/orders-dlq/redrive", map[string]any{"max_messages": 1}, http.StatusOK); r.num("moved") != 1 {
-		t.Fatalf("redrive moved %d, want 1", r.num("moved"))
+	if r := post("/v1/queues/orders-dlq/redrive", map[string]any{"max_messages": 1}, http.StatusOK); r.Num("moved") != 1 {
+		t.Fatalf("redrive moved %d, want 1", r.Num("moved"))
 	}
-	must(t, s.call("PATCH", "/v1/queues/orders-dlq", tok, map[string]any{"retention_ms": 86400000}), http.StatusOK, "configure orders-dlq")
+	harness.MustStatus(t, s.Call("PATCH", "/v1/queues/orders-dlq", tok, map[string]any{"retention_ms": 86400000}), http.StatusOK, "configure orders-dlq")
 
 	// events-log: 10 published, 2 leased, the other 8 purged.
 	for i := 0; i < 10; i++ {
 		post("/v1/queues/events-log/messages", map[string]any{"body": "e" + strconv.Itoa(i)}, http.StatusCreated)
 	}
 	post("/v1/queues/events-log/receive", map[string]any{"max_messages": 2, "visibility_timeout_ms": leaseForever}, http.StatusOK)
-	if r := post("/v1/queues/events-log/purge", nil, http.StatusOK); r.num("purged") != 8 {
-		t.Fatalf("purge dropped %d, want 8", r.num("purged"))
+	if r := post("/v1/queues/events-log/purge", nil, http.StatusOK); r.Num("purged") != 8 {
+		t.Fatalf("purge dropped %d, want 8", r.Num("purged"))
 	}
 
 	// slow: two leases of 100 ms run out; the scheduler logs their expiry.
 	for i := 0; i < 5; i++ {
 		post("/v1/queues/slow/messages", map[string]any{"body": "s" + strconv.Itoa(i)}, http.StatusCreated)
 	}
-	leased := post("/v1/queues/slow/receive", map[string]any{"max_messages": 2}, http.StatusOK).num("position")
+	leased := post("/v1/queues/slow/receive", map[string]any{"max_messages": 2}, http.StatusOK).Num("position")
 	deadline := time.Now().Add(20 * time.Second)
-	for stat(s.getAt("/v1/queues/slow", tok, leased).JSON, "in_flight") != 0 {
+	for harness.Stat(s.GetAt("/v1/queues/slow", tok, leased).JSON, "in_flight") != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the 100 ms leases of slow never expired")
 		}
@@ -101,17 +100,17 @@ func TestReplayToTheHeadEqualsLiveState(t *testing.T) {
 
 	// temp: created, used, deleted.
 	post("/v1/queues/temp/messages", map[string]any{"body": "gone"}, http.StatusCreated)
-	must(t, s.call("DELETE", "/v1/queues/temp", tok, nil), http.StatusOK, "delete temp")
+	harness.MustStatus(t, s.Call("DELETE", "/v1/queues/temp", tok, nil), http.StatusOK, "delete temp")
 
-	verify := must(t, s.call("GET", "/v1/audit/verify", tok, nil), http.StatusOK, "verify")
-	head := verify.num("head_position")
+	verify := harness.MustStatus(t, s.Call("GET", "/v1/audit/verify", tok, nil), http.StatusOK, "verify")
+	head := verify.Num("head_position")
 	if verify.JSON["ok"] != true || head == 0 {
 		t.Fatalf("verify: %s", verify.Body)
 	}
 
 	// Three views of the head.
-	live := queuesByName(t, s.getAt("/v1/queues?limit=1000", tok, head).Body)
-	atHead := queuesByName(t, must(t, s.call("GET", "/v1/audit/state?at_position="+strconv.FormatInt(head, 10), tok, nil), http.StatusOK, "state at head").Body)
+	live := queuesByName(t, s.GetAt("/v1/queues?limit=1000", tok, head).Body)
+	atHead := queuesByName(t, harness.MustStatus(t, s.Call("GET", "/v1/audit/state?at_position="+strconv.FormatInt(head, 10), tok, nil), http.StatusOK, "state at head").Body)
 	if !reflect.DeepEqual(atHead, live) {
 		t.Fatalf("state at the head differs from the live read models:\nat head %v\nlive    %v", atHead, live)
 	}
@@ -123,7 +122,7 @@ func TestReplayToTheHeadEqualsLiveState(t *testing.T) {
 		{"orders", "in_flight", 3}, {"orders", "delayed", 3}, {"orders-dlq", "ready", 2},
 		{"events-log", "ready", 0}, {"events-log", "in_flight", 2}, {"slow", "ready", 5}, {"slow", "in_flight", 0},
 	} {
-		if got := stat(live[chk.queue], chk.stat); got != chk.want {
+		if got := harness.Stat(live[chk.queue], chk.stat); got != chk.want {
 			t.Errorf("live %s %s = %d, want %d", chk.queue, chk.stat, got, chk.want)
 		}
 	}
@@ -132,23 +131,22 @@ func TestReplayToTheHeadEqualsLiveState(t *testing.T) {
 	}
 	ready := map[string][]string{}
 	for name := range live {
-		for _, m := range s.getAt("/v1/queues/"+name+"/messages?state=ready&limit=1000", tok, head).JSON["messages"].([]any) {
+		for _, m := range s.GetAt("/v1/queues/"+name+"/messages?state=ready&limit=1000", tok, head).JSON["messages"].([]any) {
 			ready[name] = append(ready[name], m.(map[string]any)["id"].(string))
 		}
-		if int64(len(ready[name])) != stat(live[name], "ready") {
-			t.Fatalf("%s lists %d ready messages, its stats say %d", name, len(ready[name]), stat(live[name], "ready"))
+		if int64(len(ready[name])) != harness.Stat(live[name], "ready") {
+			t.Fatalf("%s lists %d ready messages, its stats say %d", name, len(ready[name]), harness.Stat(live[name], "ready"))
 		}
 	}
 
-	s.stop()
-	cp := copyDir(t, s.Data)
-	if replayed := queuesByName(t, run(t, "replay", "--data", cp)); !reflect.DeepEqual(replayed, live) {
+	s.Stop()
+	if replayed := queuesByName(t, harness.ReplayCopy(t, s.Data)); !reflect.DeepEqual(replayed, live) {
 		t.Fatalf("ledgerq replay differs from the live read models:\nreplay %v\nlive   %v", replayed, live)
 	}
 
 	// The command state after a restart: receiving finds exactly the ready
 	// messages, and nothing more.
-	s.start()
+	s.Restart()
 	for name, want := range ready {
 		r := post("/v1/queues/"+name+"/receive", map[string]any{"max_messages": 100, "visibility_timeout_ms": leaseForever}, http.StatusOK)
 		var got []string
@@ -173,40 +171,4 @@ func keys(m map[string]map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// copyDir copies the regular files of a stopped server's data directory.
-func copyDir(t *testing.T, dir string) string {
-	t.Helper()
-	dst := t.TempDir()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		if err := copyFile(filepath.Join(dir, e.Name()), filepath.Join(dst, e.Name())); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ledgerq/ledgerq/tests/evidence/oldlog"
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // writeLogDir writes the oldlog story into a data directory of its own.
@@ -42,33 +43,29 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 		at := strconv.FormatInt(pos, 10)
 		// At the head the state is as of now: the age of the oldest
 		// ready message is left out of the comparison.
-		got := run(t, "replay", "--data", v1Dir, "--at-position", at)
-		want := run(t, "replay", "--data", v2Dir, "--at-position", at)
+		got := harness.Replay(t, v1Dir, "--at-position", at)
+		want := harness.Replay(t, v2Dir, "--at-position", at)
 		if !reflect.DeepEqual(queuesByName(t, got), queuesByName(t, want)) {
 			t.Fatalf("replay to %d: v1 log\n%s\nv2 log\n%s", pos, got, want)
 		}
 	}
-	head := queuesByName(t, run(t, "replay", "--data", v1Dir))[oldlog.Queue]
-	if stat(head, "in_flight") != int64(len(story.InFlight)) || stat(head, "ready") != int64(len(story.Ready)) ||
-		stat(head, "acked_total") != int64(story.AckedCount) {
+	head := queuesByName(t, harness.Replay(t, v1Dir))[oldlog.Queue]
+	if harness.Stat(head, "in_flight") != int64(len(story.InFlight)) || harness.Stat(head, "ready") != int64(len(story.Ready)) ||
+		harness.Stat(head, "acked_total") != int64(story.AckedCount) {
 		t.Fatalf("replay of the v1 log at its head: %v; want %d in flight, %d ready, %d acked",
 			head, len(story.InFlight), len(story.Ready), story.AckedCount)
 	}
-	var rep struct {
-		OK      bool  `json:"ok"`
-		Checked int64 `json:"checked"`
-	}
-	if out := run(t, "audit", "verify", "--data", v1Dir); json.Unmarshal(out, &rep) != nil || !rep.OK || rep.Checked != story.Head {
-		t.Fatalf("ledgerq audit verify on the v1 log: %s", out)
+	if rep := harness.VerifyOffline(t, v1Dir); rep.Checked != story.Head {
+		t.Fatalf("ledgerq audit verify on the v1 log: checked %d events, want %d", rep.Checked, story.Head)
 	}
 
 	s := startServer(t, v1Dir)
-	tok := token(t)
+	tok := adminToken(s)
 	held, overdue := story.Leases[oldlog.Held], story.Leases[oldlog.Overdue]
 
 	// The read model knows the held lease's deadline as version 1 meant it:
 	// the message's history gives its lease in today's shape.
-	m := s.getAt("/v1/messages/"+story.IDs[oldlog.Held], tok, story.Head)
+	m := s.GetAt("/v1/messages/"+story.IDs[oldlog.Held], tok, story.Head)
 	var leasedUntil string
 	for _, h := range m.JSON["history"].([]any) {
 		if e := h.(map[string]any); e["type"] == "MessageLeased" {
@@ -76,9 +73,9 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 		}
 	}
 	exp, err := time.Parse(time.RFC3339Nano, leasedUntil)
-	if m.str("state") != "in_flight" || err != nil || !exp.Equal(held.ExpiresAt) {
+	if m.Str("state") != "in_flight" || err != nil || !exp.Equal(held.ExpiresAt) {
 		t.Fatalf("held message on the server: state %q, leased until %q; want in_flight until %s\n%s",
-			m.str("state"), leasedUntil, held.ExpiresAt.Format(time.RFC3339Nano), m.Body)
+			m.Str("state"), leasedUntil, held.ExpiresAt.Format(time.RFC3339Nano), m.Body)
 	}
 
 	// The overdue lease ran out long ago by its v1 deadline: the scheduler
@@ -90,7 +87,7 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 			t.Fatal("the server never expired the overdue v1 lease")
 		}
 		time.Sleep(20 * time.Millisecond)
-		r := must(t, s.call("GET", "/v1/events?type=MessageLeaseExpired&after="+strconv.FormatInt(story.Head, 10), tok, nil), http.StatusOK, "expiries")
+		r := harness.MustStatus(t, s.Call("GET", "/v1/events?type=MessageLeaseExpired&after="+strconv.FormatInt(story.Head, 10), tok, nil), http.StatusOK, "expiries")
 		for _, x := range r.JSON["events"].([]any) {
 			expired = append(expired, x.(map[string]any)["data"].(map[string]any)["message_id"].(string))
 		}
@@ -101,7 +98,7 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 
 	// Receiving gets the ready messages and the overdue one, never the held
 	// one.
-	r := must(t, s.call("POST", "/v1/queues/"+oldlog.Queue+"/receive", tok,
+	r := harness.MustStatus(t, s.Call("POST", "/v1/queues/"+oldlog.Queue+"/receive", tok,
 		map[string]any{"max_messages": 10, "visibility_timeout_ms": 60000}), http.StatusOK, "receive")
 	var got []string
 	counts := map[string]float64{}
@@ -123,18 +120,18 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 		t.Errorf("overdue message received for the %vth time, want %d", c, overdue.ReceiveCount+1)
 	}
 	// The held receipt is still good; the overdue one lost its lease.
-	r = must(t, s.call("POST", "/v1/queues/"+oldlog.Queue+"/ack", tok, map[string]any{"receipt": held.Receipt}), http.StatusOK, "ack held")
-	if r.str("id") != story.IDs[oldlog.Held] {
-		t.Fatalf("ack of the held receipt acknowledged %q", r.str("id"))
+	r = harness.MustStatus(t, s.Call("POST", "/v1/queues/"+oldlog.Queue+"/ack", tok, map[string]any{"receipt": held.Receipt}), http.StatusOK, "ack held")
+	if r.Str("id") != story.IDs[oldlog.Held] {
+		t.Fatalf("ack of the held receipt acknowledged %q", r.Str("id"))
 	}
-	r = s.call("POST", "/v1/queues/"+oldlog.Queue+"/ack", tok, map[string]any{"receipt": overdue.Receipt})
-	if r.Status != http.StatusConflict || r.str("code") != "lease_mismatch" {
+	r = s.Call("POST", "/v1/queues/"+oldlog.Queue+"/ack", tok, map[string]any{"receipt": overdue.Receipt})
+	if r.Status != http.StatusConflict || r.Str("code") != "lease_mismatch" {
 		t.Fatalf("ack of the overdue receipt: %d %s, want 409 lease_mismatch", r.Status, r.Body)
 	}
 
 	// The audit log shows every stored event as written: the old leases in
 	// version 1, the server's new ones in version 2.
-	r = must(t, s.call("GET", "/v1/events?type=MessageLeased&limit=1000", tok, nil), http.StatusOK, "events")
+	r = harness.MustStatus(t, s.Call("GET", "/v1/events?type=MessageLeased&limit=1000", tok, nil), http.StatusOK, "events")
 	byPos := map[int64]map[string]any{}
 	for _, x := range r.JSON["events"].([]any) {
 		e := x.(map[string]any)
@@ -163,12 +160,12 @@ func TestBinaryOnAVersion1Log(t *testing.T) {
 			t.Errorf("lease written by the server at %d has schema version %v", pos, e["schema_version"])
 		}
 	}
-	if r = must(t, s.call("GET", "/v1/audit/verify", tok, nil), http.StatusOK, "verify"); r.JSON["ok"] != true {
+	if r = harness.MustStatus(t, s.Call("GET", "/v1/audit/verify", tok, nil), http.StatusOK, "verify"); r.JSON["ok"] != true {
 		t.Fatalf("verify over HTTP: %s", r.Body)
 	}
-	s.stop()
-	if out := run(t, "audit", "verify", "--data", v1Dir); json.Unmarshal(out, &rep) != nil || !rep.OK || rep.Checked <= story.Head {
-		t.Fatalf("ledgerq audit verify after the server wrote to the v1 log: %s", out)
+	s.Stop()
+	if rep := harness.VerifyOffline(t, v1Dir); rep.Checked <= story.Head {
+		t.Fatalf("ledgerq audit verify after the server wrote to the v1 log: checked %d events, want more than %d", rep.Checked, story.Head)
 	}
 	if _, err := os.Stat(filepath.Join(v2Dir, "readmodel.db")); err == nil {
 		t.Fatal("the v2 directory was served: it is only the reference")
