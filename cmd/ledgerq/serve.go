@@ -11,6 +11,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,6 +58,7 @@ type serveConfig struct {
 	tlsKey          string
 	shutdownTimeout time.Duration
 	maxLag          int64
+	debugAddr       string
 }
 
 func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, error) {
@@ -76,6 +78,7 @@ func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, erro
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate: serve HTTPS (with --tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); keep it private")
 	fs.Int64Var(&c.maxLag, "max-projection-lag", 100000, "events the read side may lag behind the log before /readyz answers 503")
 	if err := parseFlags(fs, args, env); err != nil {
 		return c, err
@@ -227,6 +230,9 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if cfg.debugAddr != "" {
+		go serveDebug(cfg.debugAddr, log)
+	}
 	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "url": scheme + "://" + ln.Addr().String(), "role": cfg.role,
 		"data": cfg.data, "bus": busName(cfg.redisURL), "head": n.head()}).Info("listening")
 
@@ -547,4 +553,19 @@ func storeUpcasters() eventstore.Upcasters {
 		u[typ] = fn
 	}
 	return u
+}
+
+// serveDebug serves pprof on its own listener, never on the public one.
+func serveDebug(addr string, log *logrus.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.WithField("addr", addr).Info("debug: pprof listening")
+	if err := srv.ListenAndServe(); err != nil {
+		log.WithError(err).Warn("debug listener stopped")
+	}
 }
