@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // TestQueuePatternsCannotBeEscaped gives an admin token limited to
@@ -14,13 +16,13 @@ import (
 // get through, and nothing about the other queues leaks.
 func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	root := s.token("glob-root", "admin")
 	for _, q := range []string{"orders", "orders.a", "orders.a.b", "ordersx", "Orders.a", "billing", "orders.dlq"} {
-		mustStatus(t, s.call("POST", "/v1/queues", root, map[string]any{"name": q}), 201, "create "+q)
+		harness.MustStatus(t, s.Call("POST", "/v1/queues", root, map[string]any{"name": q}), 201, "create "+q)
 	}
-	billingMsg := s.call("POST", "/v1/queues/billing/messages", root, map[string]any{"body": "billing secret"})
-	mustStatus(t, billingMsg, 201, "publish to billing")
+	billingMsg := s.Call("POST", "/v1/queues/billing/messages", root, map[string]any{"body": "billing secret"})
+	harness.MustStatus(t, billingMsg, 201, "publish to billing")
 	limited := s.token("glob-user", "admin", "orders.*")
 
 	const (
@@ -60,8 +62,8 @@ func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 		{"orders.a/%2e%2e/billing", noRoute, ""},
 	}
 	count := func(queue string) float64 {
-		r := s.call("GET", "/v1/queues/"+queue, root, nil, "X-Ledgerq-Min-Position", headOf(s, root))
-		mustStatus(t, r, 200, "get "+queue)
+		r := s.Call("GET", "/v1/queues/"+queue, root, nil, "X-Ledgerq-Min-Position", headOf(s, root))
+		harness.MustStatus(t, r, 200, "get "+queue)
 		stats, _ := r.JSON["stats"].(map[string]any)
 		v, _ := stats["published_total"].(float64)
 		return v
@@ -72,25 +74,25 @@ func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 	}
 	published := map[string]float64{}
 	for _, c := range cases {
-		pub := s.call("POST", "/v1/queues/"+c.segment+"/messages", limited, map[string]any{"body": "probe " + c.segment})
-		get := s.call("GET", "/v1/queues/"+c.segment, limited, nil)
-		recv := s.call("POST", "/v1/queues/"+c.segment+"/receive", limited, map[string]any{"max_messages": 1})
-		for _, r := range []response{pub, get, recv} {
+		pub := s.Call("POST", "/v1/queues/"+c.segment+"/messages", limited, map[string]any{"body": "probe " + c.segment})
+		get := s.Call("GET", "/v1/queues/"+c.segment, limited, nil)
+		recv := s.Call("POST", "/v1/queues/"+c.segment+"/receive", limited, map[string]any{"max_messages": 1})
+		for _, r := range []harness.Response{pub, get, recv} {
 			switch c.want {
 			case allow:
 				if r.Status != 200 && r.Status != 201 {
 					t.Errorf("%s: %s, want it allowed", c.segment, r)
 				}
 			case forbidden:
-				if r.Status != http.StatusForbidden || r.str("code") != "forbidden" {
+				if r.Status != http.StatusForbidden || r.Str("code") != "forbidden" {
 					t.Errorf("%s: %s, want 403 forbidden", c.segment, r)
 				}
 			case badName:
-				if r.Status != http.StatusBadRequest || r.str("code") != "invalid_argument" {
+				if r.Status != http.StatusBadRequest || r.Str("code") != "invalid_argument" {
 					t.Errorf("%s: %s, want 400 invalid_argument", c.segment, r)
 				}
 			case notExisting:
-				if r.Status != http.StatusNotFound || r.str("code") != "queue_not_found" {
+				if r.Status != http.StatusNotFound || r.Str("code") != "queue_not_found" {
 					t.Errorf("%s: %s, want 404 queue_not_found", c.segment, r)
 				}
 			case noRoute:
@@ -101,7 +103,7 @@ func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 		}
 		if c.want == allow {
 			published[c.landsIn]++
-			if got := pub.str("queue"); got != c.landsIn {
+			if got := pub.Str("queue"); got != c.landsIn {
 				t.Errorf("%s: published to %q, want %q", c.segment, got, c.landsIn)
 			}
 		}
@@ -114,23 +116,23 @@ func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 	}
 
 	// Names in bodies and query strings obey the same patterns.
-	mustProblem(t, s.call("POST", "/v1/queues", limited, map[string]any{"name": "billing.x"}), 403, "forbidden", "create outside the pattern")
-	mustProblem(t, s.call("POST", "/v1/queues", limited, map[string]any{"name": "orders.new", "dead_letter_queue": "billing", "max_receive_count": 1}),
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", limited, map[string]any{"name": "billing.x"}), 403, "forbidden", "create outside the pattern")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", limited, map[string]any{"name": "orders.new", "dead_letter_queue": "billing", "max_receive_count": 1}),
 		403, "forbidden", "a dead-letter queue outside the pattern")
-	mustProblem(t, s.call("PATCH", "/v1/queues/orders.a", limited, map[string]any{"dead_letter_queue": "billing", "max_receive_count": 1}),
+	harness.MustProblem(t, s.Call("PATCH", "/v1/queues/orders.a", limited, map[string]any{"dead_letter_queue": "billing", "max_receive_count": 1}),
 		403, "forbidden", "configure a dead-letter queue outside the pattern")
-	mustProblem(t, s.call("POST", "/v1/queues/orders.a/redrive", limited, map[string]any{"to": "billing"}), 403, "forbidden", "redrive to another queue")
-	mustProblem(t, s.call("POST", "/v1/queues", limited, map[string]any{"name": "оrders.x"}), 400, "invalid_argument", "create a look-alike name")
-	mustProblem(t, s.call("GET", "/v1/subscribe?queues=orders.a,billing", limited, nil), 403, "forbidden", "subscribe to another queue")
-	mustProblem(t, s.call("GET", "/v1/messages/"+billingMsg.str("id"), limited, nil), 404, "message_not_found", "read a message of another queue by id")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/orders.a/redrive", limited, map[string]any{"to": "billing"}), 403, "forbidden", "redrive to another queue")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", limited, map[string]any{"name": "оrders.x"}), 400, "invalid_argument", "create a look-alike name")
+	harness.MustProblem(t, s.Call("GET", "/v1/subscribe?queues=orders.a,billing", limited, nil), 403, "forbidden", "subscribe to another queue")
+	harness.MustProblem(t, s.Call("GET", "/v1/messages/"+billingMsg.Str("id"), limited, nil), 404, "message_not_found", "read a message of another queue by id")
 
 	// Listings, the event log and the reconstructed state show nothing of
 	// the other queues.
 	head := headOf(s, root)
 	for _, path := range []string{"/v1/queues", "/v1/queues?prefix=b", "/v1/events?limit=1000", "/v1/events?stream=queue-billing",
 		"/v1/audit/state?at_position=" + head} {
-		r := s.call("GET", path, limited, nil, "X-Ledgerq-Min-Position", head)
-		mustStatus(t, r, 200, path)
+		r := s.Call("GET", path, limited, nil, "X-Ledgerq-Min-Position", head)
+		harness.MustStatus(t, r, 200, path)
 		body := string(r.Body)
 		for _, other := range []string{`"billing"`, "queue-billing", `"ordersx"`, `"orders"`, `"Orders.a"`, "billing secret"} {
 			if strings.Contains(body, other) {
@@ -139,7 +141,7 @@ func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 		}
 	}
 	// The limited token's listing is exactly its queues.
-	r := s.call("GET", "/v1/queues", limited, nil, "X-Ledgerq-Min-Position", head)
+	r := s.Call("GET", "/v1/queues", limited, nil, "X-Ledgerq-Min-Position", head)
 	var names []string
 	qs, _ := r.JSON["queues"].([]any)
 	for _, q := range qs {
@@ -155,7 +157,7 @@ func TestQueuePatternsCannotBeEscaped(t *testing.T) {
 // X-Ledgerq-Min-Position.
 func headOf(s *server, token string) string {
 	s.t.Helper()
-	r := s.call("GET", "/v1/audit/verify", token, nil)
-	mustStatus(s.t, r, 200, "verify for the head")
+	r := s.Call("GET", "/v1/audit/verify", token, nil)
+	harness.MustStatus(s.t, r, 200, "verify for the head")
 	return jsonNumber(r.JSON["head_position"])
 }

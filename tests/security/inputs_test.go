@@ -3,14 +3,14 @@ package security
 import (
 	"encoding/json"
 	"net/url"
-	"os"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 var nameRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`)
@@ -42,26 +42,26 @@ var sqlish = []string{
 // and with the offline `ledgerq audit verify`, and the server still works.
 func TestInjectionStringsAreData(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("sql-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "sql.q"}), 201, "create sql.q")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "sql.q"}), 201, "create sql.q")
 
 	for i, v := range sqlish {
 		dedup := v + " #" + strconv.Itoa(i)
-		pub := s.call("POST", "/v1/queues/sql.q/messages", admin, map[string]any{
+		pub := s.Call("POST", "/v1/queues/sql.q/messages", admin, map[string]any{
 			"body": v, "content_type": v, "dedup_id": dedup,
 			"headers": map[string]string{"x-sql": v, "x'q\"--": v},
 		})
-		mustStatus(t, pub, 201, "publish "+v)
-		id := pub.str("id")
+		harness.MustStatus(t, pub, 201, "publish "+v)
+		id := pub.Str("id")
 		// The same dedup id is the same message; nothing else matches it.
-		again := s.call("POST", "/v1/queues/sql.q/messages", admin, map[string]any{"body": "dup", "dedup_id": dedup})
-		mustStatus(t, again, 200, "republish with dedup id "+dedup)
-		if again.str("id") != id {
-			t.Fatalf("dedup id %q: second publish got %s, want %s", dedup, again.str("id"), id)
+		again := s.Call("POST", "/v1/queues/sql.q/messages", admin, map[string]any{"body": "dup", "dedup_id": dedup})
+		harness.MustStatus(t, again, 200, "republish with dedup id "+dedup)
+		if again.Str("id") != id {
+			t.Fatalf("dedup id %q: second publish got %s, want %s", dedup, again.Str("id"), id)
 		}
-		recv := s.call("POST", "/v1/queues/sql.q/receive", admin, map[string]any{"max_messages": 10, "consumer": v})
-		mustStatus(t, recv, 200, "receive as "+v)
+		recv := s.Call("POST", "/v1/queues/sql.q/receive", admin, map[string]any{"max_messages": 10, "consumer": v})
+		harness.MustStatus(t, recv, 200, "receive as "+v)
 		msgs, _ := recv.JSON["messages"].([]any)
 		if len(msgs) != 1 {
 			t.Fatalf("receive as %q: %d messages, want 1: %s", v, len(msgs), recv)
@@ -71,13 +71,13 @@ func TestInjectionStringsAreData(t *testing.T) {
 		if m["id"] != id || m["body"] != v || m["content_type"] != v || hdr["x-sql"] != v || hdr["x'q\"--"] != v || len(hdr) != 2 {
 			t.Fatalf("received %v, want body, content type and headers %q verbatim", m, v)
 		}
-		mustStatus(t, s.call("POST", "/v1/queues/sql.q/ack", admin, map[string]any{"receipt": m["receipt"]}), 200, "ack")
+		harness.MustStatus(t, s.Call("POST", "/v1/queues/sql.q/ack", admin, map[string]any{"receipt": m["receipt"]}), 200, "ack")
 
 		// The read side keeps it verbatim too, the consumer label included.
 		pos := jsonNumber(recv.JSON["position"])
-		detail := s.call("GET", "/v1/messages/"+id, admin, nil, "X-Ledgerq-Min-Position", pos)
-		mustStatus(t, detail, 200, "get message "+id)
-		if detail.str("body") != v || detail.str("content_type") != v {
+		detail := s.Call("GET", "/v1/messages/"+id, admin, nil, "X-Ledgerq-Min-Position", pos)
+		harness.MustStatus(t, detail, 200, "get message "+id)
+		if detail.Str("body") != v || detail.Str("content_type") != v {
 			t.Fatalf("GET /v1/messages/%s: %s", id, detail)
 		}
 		if !historyHas(detail, "MessageLeased", "consumer", v) || !historyHas(detail, "MessagePublished", "dedup_id", dedup) {
@@ -91,44 +91,44 @@ func TestInjectionStringsAreData(t *testing.T) {
 		q := url.QueryEscape(v)
 		if nameRule.MatchString(v) {
 			// "NULL" is a fine queue name: it is stored as text.
-			mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": v}), 201, "queue named "+v)
-			mustStatus(t, s.call("GET", "/v1/queues/"+v, admin, nil, "X-Ledgerq-Min-Position", headOf(s, admin)), 200, "queue path "+v)
+			harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": v}), 201, "queue named "+v)
+			harness.MustStatus(t, s.Call("GET", "/v1/queues/"+v, admin, nil, "X-Ledgerq-Min-Position", headOf(s, admin)), 200, "queue path "+v)
 		} else {
-			mustProblem(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": v}), 400, "invalid_argument", "queue named "+v)
-			mustProblem(t, s.call("GET", "/v1/queues/"+url.PathEscape(v), admin, nil), 400, "invalid_argument", "queue path "+v)
+			harness.MustProblem(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": v}), 400, "invalid_argument", "queue named "+v)
+			harness.MustProblem(t, s.Call("GET", "/v1/queues/"+url.PathEscape(v), admin, nil), 400, "invalid_argument", "queue path "+v)
 		}
-		mustProblem(t, s.call("GET", "/v1/queues?cursor="+q, admin, nil), 400, "invalid_argument", "queue cursor "+v)
-		mustProblem(t, s.call("GET", "/v1/queues/sql.q/messages?cursor="+q, admin, nil), 400, "invalid_argument", "message cursor "+v)
-		mustProblem(t, s.call("GET", "/v1/queues/sql.q/messages?state="+q, admin, nil), 400, "invalid_argument", "state "+v)
-		mustProblem(t, s.call("GET", "/v1/events?type="+q, admin, nil), 400, "invalid_argument", "event type "+v)
-		mustProblem(t, s.call("GET", "/v1/events?since="+q, admin, nil), 400, "invalid_argument", "since "+v)
-		mustProblem(t, s.call("GET", "/v1/events?after="+q, admin, nil), 400, "invalid_argument", "after "+v)
-		mustProblem(t, s.call("GET", "/v1/audit/state?at_time="+q, admin, nil), 400, "invalid_argument", "at_time "+v)
-		mustProblem(t, s.call("POST", "/v1/queues/sql.q/ack", admin, map[string]any{"receipt": v}), 404, "receipt_not_found", "receipt "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/queues?cursor="+q, admin, nil), 400, "invalid_argument", "queue cursor "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/queues/sql.q/messages?cursor="+q, admin, nil), 400, "invalid_argument", "message cursor "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/queues/sql.q/messages?state="+q, admin, nil), 400, "invalid_argument", "state "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/events?type="+q, admin, nil), 400, "invalid_argument", "event type "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/events?since="+q, admin, nil), 400, "invalid_argument", "since "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/events?after="+q, admin, nil), 400, "invalid_argument", "after "+v)
+		harness.MustProblem(t, s.Call("GET", "/v1/audit/state?at_time="+q, admin, nil), 400, "invalid_argument", "at_time "+v)
+		harness.MustProblem(t, s.Call("POST", "/v1/queues/sql.q/ack", admin, map[string]any{"receipt": v}), 404, "receipt_not_found", "receipt "+v)
 
-		list := s.call("GET", "/v1/queues?prefix="+q, admin, nil)
+		list := s.Call("GET", "/v1/queues?prefix="+q, admin, nil)
 		if list.Status != 200 && list.Status != 400 {
 			t.Fatalf("prefix %q: %s", v, list)
 		}
 		if got := queueNames(list); got != "" && got != v {
 			t.Fatalf("prefix %q listed %q: the prefix is not literal", v, got)
 		}
-		ev := s.call("GET", "/v1/events?stream="+q, admin, nil)
+		ev := s.Call("GET", "/v1/events?stream="+q, admin, nil)
 		if evs, _ := ev.JSON["events"].([]any); ev.Status != 200 && ev.Status != 400 || len(evs) != 0 {
 			t.Fatalf("stream filter %q: %s", v, ev)
 		}
-		if r := s.call("GET", "/v1/messages/"+url.PathEscape(v), admin, nil); r.Status != 400 && r.Status != 404 {
+		if r := s.Call("GET", "/v1/messages/"+url.PathEscape(v), admin, nil); r.Status != 400 && r.Status != 404 {
 			t.Fatalf("message id %q: %s, want 400 or 404", v, r)
 		}
 	}
 	// LIKE wildcards in a prefix are literal characters.
 	for _, q := range []string{"pre_fix", "prefix", "pre.fix"} {
-		mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": q}), 201, "create "+q)
+		harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": q}), 201, "create "+q)
 	}
 	head := headOf(s, admin)
 	for prefix, want := range map[string]string{"pre_": "pre_fix", "pre.": "pre.fix", "pre": "pre.fix,pre_fix,prefix", "p%": "", "%fix": ""} {
-		r := s.call("GET", "/v1/queues?prefix="+url.QueryEscape(prefix), admin, nil, "X-Ledgerq-Min-Position", head)
-		mustStatus(t, r, 200, "prefix "+prefix)
+		r := s.Call("GET", "/v1/queues?prefix="+url.QueryEscape(prefix), admin, nil, "X-Ledgerq-Min-Position", head)
+		harness.MustStatus(t, r, 200, "prefix "+prefix)
 		if got := queueNames(r); got != want {
 			t.Fatalf("prefix %q listed %q, want %q", prefix, got, want)
 		}
@@ -141,22 +141,18 @@ func TestInjectionStringsAreData(t *testing.T) {
 		"newline in content_type": {"body": "x", "content_type": "text/plain\r\nX-Evil: 1"},
 		"space in a header name":  {"body": "x", "headers": map[string]string{"a b": "v"}},
 	} {
-		mustProblem(t, s.call("POST", "/v1/queues/sql.q/messages", admin, body), 400, "invalid_argument", name)
+		harness.MustProblem(t, s.Call("POST", "/v1/queues/sql.q/messages", admin, body), 400, "invalid_argument", name)
 	}
-	mustProblem(t, s.call("POST", "/v1/queues/sql.q/receive", admin, map[string]any{"consumer": "c\n{\"level\":\"error\"}"}), 400, "invalid_argument", "newline in a consumer")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/sql.q/receive", admin, map[string]any{"consumer": "c\n{\"level\":\"error\"}"}), 400, "invalid_argument", "newline in a consumer")
 
 	// The log is intact and the server serves as before.
-	verify := s.call("GET", "/v1/audit/verify", admin, nil)
+	verify := s.Call("GET", "/v1/audit/verify", admin, nil)
 	if verify.Status != 200 || verify.JSON["ok"] != true {
 		t.Fatalf("online verify after the injections: %s", verify)
 	}
-	cmd := exec.Command(binPath, "audit", "verify", "--data", s.Data)
-	cmd.Env = append(os.Environ(), "LEDGERQ_JWT_SECRET=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ledgerq audit verify: %v\n%s", err, out)
-	}
-	mustStatus(t, s.call("POST", "/v1/queues/sql.q/messages", admin, map[string]any{"body": "still here"}), 201, "publish afterwards")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "after.sql"}), 201, "create afterwards")
+	harness.MustRun(t, "audit", "verify", "--data", s.Data)
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/sql.q/messages", admin, map[string]any{"body": "still here"}), 201, "publish afterwards")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "after.sql"}), 201, "create afterwards")
 	s.alive()
 }
 
@@ -165,9 +161,9 @@ func TestInjectionStringsAreData(t *testing.T) {
 // longer ones.
 func TestLongStrings(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("long-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "long.q"}), 201, "create long.q")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "long.q"}), 201, "create long.q")
 	fill := func(n int) string { return strings.Repeat("'", n/2) + strings.Repeat("x", n-n/2) }
 
 	atLimit := map[string]any{
@@ -176,10 +172,10 @@ func TestLongStrings(t *testing.T) {
 		"dedup_id":     fill(128),
 		"headers":      map[string]string{fill(128): fill(4096)},
 	}
-	pub := s.call("POST", "/v1/queues/long.q/messages", admin, atLimit)
-	mustStatus(t, pub, 201, "publish with every field at its limit")
-	recv := s.call("POST", "/v1/queues/long.q/receive", admin, map[string]any{"consumer": fill(128)})
-	mustStatus(t, recv, 200, "receive with a consumer at its limit")
+	pub := s.Call("POST", "/v1/queues/long.q/messages", admin, atLimit)
+	harness.MustStatus(t, pub, 201, "publish with every field at its limit")
+	recv := s.Call("POST", "/v1/queues/long.q/receive", admin, map[string]any{"consumer": fill(128)})
+	harness.MustStatus(t, recv, 200, "receive with a consumer at its limit")
 	msgs, _ := recv.JSON["messages"].([]any)
 	if len(msgs) != 1 {
 		t.Fatalf("receive: %d messages", len(msgs))
@@ -193,7 +189,7 @@ func TestLongStrings(t *testing.T) {
 	for i := 0; i < 32; i++ {
 		many["h"+strconv.Itoa(i)] = "v"
 	}
-	mustStatus(t, s.call("POST", "/v1/queues/long.q/messages", admin, map[string]any{"body": "x", "headers": many}), 201, "32 headers")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/long.q/messages", admin, map[string]any{"body": "x", "headers": many}), 201, "32 headers")
 	many["h32"] = "v"
 
 	over := map[string]map[string]any{
@@ -205,35 +201,35 @@ func TestLongStrings(t *testing.T) {
 		"dedup_id of 64 KB":         {"body": "x", "dedup_id": fill(64 << 10)},
 	}
 	for name, body := range over {
-		mustProblem(t, s.call("POST", "/v1/queues/long.q/messages", admin, body), 400, "invalid_argument", name)
+		harness.MustProblem(t, s.Call("POST", "/v1/queues/long.q/messages", admin, body), 400, "invalid_argument", name)
 	}
-	mustProblem(t, s.call("POST", "/v1/queues/long.q/messages", admin, map[string]any{"body": fill(262145)}), 413, "payload_too_large", "a body one byte past max_message_bytes")
-	mustProblem(t, s.call("POST", "/v1/queues/long.q/receive", admin, map[string]any{"consumer": fill(129)}), 400, "invalid_argument", "a consumer of 129 bytes")
-	mustProblem(t, s.call("POST", "/v1/queues/long.q/receive", admin, map[string]any{"consumer": fill(60 << 10)}), 400, "invalid_argument", "a consumer of 60 KB")
-	mustProblem(t, s.call("POST", "/v1/queues/long.q/ack", admin, map[string]any{"receipt": fill(60 << 10)}), 400, "invalid_argument", "a receipt of 60 KB")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/long.q/messages", admin, map[string]any{"body": fill(262145)}), 413, "payload_too_large", "a body one byte past max_message_bytes")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/long.q/receive", admin, map[string]any{"consumer": fill(129)}), 400, "invalid_argument", "a consumer of 129 bytes")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/long.q/receive", admin, map[string]any{"consumer": fill(60 << 10)}), 400, "invalid_argument", "a consumer of 60 KB")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/long.q/ack", admin, map[string]any{"receipt": fill(60 << 10)}), 400, "invalid_argument", "a receipt of 60 KB")
 
 	name80 := strings.Repeat("q", 80)
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": name80}), 201, "an 80-character queue name")
-	mustStatus(t, s.call("GET", "/v1/queues/"+name80, admin, nil, "X-Ledgerq-Min-Position", headOf(s, admin)), 200, "get the 80-character queue")
-	mustProblem(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": name80 + "q"}), 400, "invalid_argument", "an 81-character queue name")
-	mustProblem(t, s.call("GET", "/v1/queues/"+name80+"q", admin, nil), 400, "invalid_argument", "an 81-character queue path")
-	mustProblem(t, s.call("GET", "/v1/queues?cursor="+strings.Repeat("A", 4000), admin, nil), 400, "invalid_argument", "a 4000-character cursor")
-	mustProblem(t, s.call("GET", "/v1/queues?prefix="+strings.Repeat("p", 81), admin, nil), 400, "invalid_argument", "an 81-character prefix")
-	if r := s.call("GET", "/v1/messages/"+strings.Repeat("M", 5000), admin, nil); r.Status != 400 {
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": name80}), 201, "an 80-character queue name")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues/"+name80, admin, nil, "X-Ledgerq-Min-Position", headOf(s, admin)), 200, "get the 80-character queue")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": name80 + "q"}), 400, "invalid_argument", "an 81-character queue name")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues/"+name80+"q", admin, nil), 400, "invalid_argument", "an 81-character queue path")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues?cursor="+strings.Repeat("A", 4000), admin, nil), 400, "invalid_argument", "a 4000-character cursor")
+	harness.MustProblem(t, s.Call("GET", "/v1/queues?prefix="+strings.Repeat("p", 81), admin, nil), 400, "invalid_argument", "an 81-character prefix")
+	if r := s.Call("GET", "/v1/messages/"+strings.Repeat("M", 5000), admin, nil); r.Status != 400 {
 		t.Fatalf("a 5000-character message id: %s", r)
 	}
-	if r := s.call("GET", "/v1/events?stream="+strings.Repeat("s", 5000), admin, nil); r.Status != 400 {
+	if r := s.Call("GET", "/v1/events?stream="+strings.Repeat("s", 5000), admin, nil); r.Status != 400 {
 		t.Fatalf("a 5000-character stream filter: %s", r)
 	}
 	// URLs past the header limit (64 KB) are refused; a megabyte one before
 	// the server has read it.
-	if r := s.call("GET", "/v1/queues?prefix="+strings.Repeat("p", 70<<10), admin, nil); r.Status != 400 && r.Status != 431 {
+	if r := s.Call("GET", "/v1/queues?prefix="+strings.Repeat("p", 70<<10), admin, nil); r.Status != 400 && r.Status != 431 {
 		t.Fatalf("a 70 KB URL: %s, want 400 or 431", r)
 	}
-	if r := s.call("GET", "/v1/queues?prefix="+strings.Repeat("p", 1<<20), admin, nil); r.Status != 431 {
+	if r := s.Call("GET", "/v1/queues?prefix="+strings.Repeat("p", 1<<20), admin, nil); r.Status != 431 {
 		t.Fatalf("a 1 MB URL: %s, want 431", r)
 	}
-	verify := s.call("GET", "/v1/audit/verify", admin, nil)
+	verify := s.Call("GET", "/v1/audit/verify", admin, nil)
 	if verify.Status != 200 || verify.JSON["ok"] != true {
 		t.Fatalf("verify after long strings: %s", verify)
 	}
@@ -246,9 +242,9 @@ func TestLongStrings(t *testing.T) {
 // with U+FFFD.
 func TestInvalidUTF8IsRefused(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("utf8-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "utf8.q"}), 201, "create utf8.q")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "utf8.q"}), 201, "create utf8.q")
 	for name, raw := range map[string]string{
 		"body":         "{\"body\":\"a\xff\xfeb\"}",
 		"header name":  "{\"body\":\"x\",\"headers\":{\"k\xff\":\"v\"}}",
@@ -264,17 +260,17 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 		if utf8.ValidString(raw) || !json.Valid([]byte(raw)) {
 			t.Fatalf("the %s case must be valid JSON syntax around invalid UTF-8: %q", name, raw)
 		}
-		r := s.call("POST", path, admin, []byte(raw))
+		r := s.Call("POST", path, admin, []byte(raw))
 		if r.Status != 400 {
 			t.Errorf("invalid UTF-8 in the %s: %s, want 400 invalid_argument (the bytes were rewritten, not refused)", name, r)
 		}
 	}
-	mustProblem(t, s.call("POST", "/v1/queues/utf8.q/receive", admin, []byte("{\"consumer\":\"c\xff\"}")), 400, "invalid_argument", "invalid UTF-8 in the consumer")
+	harness.MustProblem(t, s.Call("POST", "/v1/queues/utf8.q/receive", admin, []byte("{\"consumer\":\"c\xff\"}")), 400, "invalid_argument", "invalid UTF-8 in the consumer")
 }
 
 // historyHas reports whether a message's history holds an event of type
 // typ whose data has field equal to want.
-func historyHas(detail response, typ, field, want string) bool {
+func historyHas(detail harness.Response, typ, field, want string) bool {
 	hist, _ := detail.JSON["history"].([]any)
 	for _, h := range hist {
 		e, _ := h.(map[string]any)
@@ -287,7 +283,7 @@ func historyHas(detail response, typ, field, want string) bool {
 }
 
 // queueNames lists the names of a queue listing, sorted, comma-separated.
-func queueNames(r response) string {
+func queueNames(r harness.Response) string {
 	var names []string
 	qs, _ := r.JSON["queues"].([]any)
 	for _, q := range qs {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // rawRequest writes head (request line and headers, without the blank
@@ -73,9 +75,9 @@ func chunked(n int) io.Reader {
 // the server keeps answering other clients.
 func TestSizeLimits(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("limits-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "lim.q"}), 201, "create lim.q")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "lim.q"}), 201, "create lim.q")
 	auth := "Authorization: Bearer " + admin + "\r\nContent-Type: application/json"
 
 	for _, c := range []struct {
@@ -127,7 +129,7 @@ func TestSizeLimits(t *testing.T) {
 		"a batch of 10,000 messages": {"/v1/queues/lim.q/messages:batch", `{"messages":[` + many(10000, func(int) string { return `{"body":"x"}` }) + `]}`, 400},
 	} {
 		start := time.Now()
-		r := s.call("POST", c.path, admin, c.body)
+		r := s.Call("POST", c.path, admin, c.body)
 		took := time.Since(start)
 		if r.Status != c.status {
 			t.Fatalf("%s: %s, want %d", name, r, c.status)
@@ -143,12 +145,12 @@ func TestSizeLimits(t *testing.T) {
 	for i := 0; i < 10000; i++ {
 		headers = append(headers, "X-Flood-"+strconv.Itoa(i), "v")
 	}
-	if r := s.call("GET", "/v1/queues", admin, nil, headers...); r.Status != http.StatusRequestHeaderFieldsTooLarge {
+	if r := s.Call("GET", "/v1/queues", admin, nil, headers...); r.Status != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("10,000 request headers: %s, want 431", r)
 	}
 	took := s.responsive(admin, 2*time.Second)
 	t.Logf("health and list after the size attacks: %s", took.Round(time.Millisecond))
-	mustStatus(t, s.call("POST", "/v1/queues/lim.q/messages", admin, map[string]any{"body": "fine"}), 201, "a normal publish afterwards")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/lim.q/messages", admin, map[string]any{"body": "fine"}), 201, "a normal publish afterwards")
 	s.alive()
 }
 
@@ -159,9 +161,9 @@ func TestSizeLimits(t *testing.T) {
 // the answer closes the connection).
 func TestDeclaredOversizeIsAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("declared-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "decl.q"}), 201, "create decl.q")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "decl.q"}), 201, "create decl.q")
 	head := "POST /v1/queues/decl.q/receive HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + admin +
 		"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(100<<10)
 	start := time.Now()
@@ -175,24 +177,11 @@ func TestDeclaredOversizeIsAnsweredAtOnce(t *testing.T) {
 // metric reads one unlabelled value from the server's /metrics.
 func (s *server) metric(name string) float64 {
 	s.t.Helper()
-	resp, err := s.client.Get(s.URL + "/metrics")
+	m, err := s.Metrics(name)
 	if err != nil {
-		s.t.Fatalf("metrics: %v", err)
+		s.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				s.t.Fatalf("metric %s = %q", name, v)
-			}
-			return f
-		}
-	}
-	s.t.Fatalf("metric %s not found", name)
-	return 0
+	return m[name]
 }
 
 // raiseFileLimit lifts this process's open-file limit to at least n (up to
@@ -239,9 +228,9 @@ func TestSlowAndIdleClients(t *testing.T) {
 	t.Parallel()
 	const idle = 2000
 	raiseFileLimit(t, idle+1024)
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("patient-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "slow.q"}), 201, "create slow.q")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "slow.q"}), 201, "create slow.q")
 	baseFDs := s.metric("process_open_fds")
 
 	var wg sync.WaitGroup
@@ -341,7 +330,7 @@ func TestSlowAndIdleClients(t *testing.T) {
 	var worst time.Duration
 	for i := 0; i < 20; i++ {
 		worst = max(worst, s.responsive(admin, 2*time.Second))
-		mustStatus(t, s.call("POST", "/v1/queues/slow.q/messages", admin, map[string]any{"body": "meanwhile"}), 201, "publish meanwhile")
+		harness.MustStatus(t, s.Call("POST", "/v1/queues/slow.q/messages", admin, map[string]any{"body": "meanwhile"}), 201, "publish meanwhile")
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("worst health+list round trip under %d idle connections: %s", idle, worst.Round(time.Millisecond))
@@ -397,7 +386,7 @@ func TestSlowAndIdleClients(t *testing.T) {
 // frees its place, and the server answers other clients throughout.
 func TestSSEStreamsPerSubject(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	greedy := s.token("greedy-reader", "queues:read")
 	other := s.token("other-reader", "queues:read")
 	tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 64}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"github.com/ledgerq/ledgerq/transport"
 )
 
@@ -30,7 +31,7 @@ type routeRow struct {
 func apiRows() map[string]routeRow {
 	recreate := func(name string) func(*server, string) {
 		return func(s *server, admin string) {
-			r := s.call("POST", "/v1/queues", admin, map[string]any{"name": name})
+			r := s.Call("POST", "/v1/queues", admin, map[string]any{"name": name})
 			if r.Status != 200 && r.Status != 201 {
 				s.t.Fatalf("create %s: %s", name, r)
 			}
@@ -82,12 +83,12 @@ type caller struct {
 // routing 404/405, nor a 5xx). Operations and pages need no token at all.
 func TestRouteScopeMatrix(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{})
+	s := startServer(t, harness.Options{})
 	admin := s.token("matrix-admin", "admin")
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "m.q"}), 201, "create m.q")
-	pub := s.call("POST", "/v1/queues/m.q/messages", admin, map[string]any{"body": "seed"})
-	mustStatus(t, pub, 201, "publish seed")
-	msgID := pub.str("id")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "m.q"}), 201, "create m.q")
+	pub := s.Call("POST", "/v1/queues/m.q/messages", admin, map[string]any{"body": "seed"})
+	harness.MustStatus(t, pub, 201, "publish seed")
+	msgID := pub.Str("id")
 
 	// A valid token with no scope claim at all.
 	noScope := s.sign(jwt.SigningMethodHS256, s.secret(), jwt.MapClaims{"sub": "nobody", "exp": time.Now().Add(time.Hour).Unix()})
@@ -124,13 +125,13 @@ func TestRouteScopeMatrix(t *testing.T) {
 				case row.scope != "" && c.token == "":
 					mustUnauthorized(t, r, "", "no token")
 				case !allowed:
-					mustProblem(t, r, http.StatusForbidden, "forbidden", "scope "+c.name)
+					harness.MustProblem(t, r, http.StatusForbidden, "forbidden", "scope "+c.name)
 					if h := r.Header.Get("WWW-Authenticate"); !strings.Contains(h, "insufficient_scope") || !strings.Contains(h, row.scope) {
 						t.Fatalf("403 without an insufficient_scope challenge naming %s: %q", row.scope, h)
 					}
 				default:
 					if r.Status == 401 || r.Status == 403 || r.Status == 405 || r.Status >= 500 ||
-						(r.Status == 404 && r.str("code") == "not_found") {
+						(r.Status == 404 && r.Str("code") == "not_found") {
 						t.Fatalf("%s with %s: %s, want it let through", key, c.name, r)
 					}
 				}
@@ -146,10 +147,10 @@ func TestRouteScopeMatrix(t *testing.T) {
 
 // matrixCall is call, except that a subscription is cut once its answer
 // has begun (a stream never ends by itself).
-func (s *server) matrixCall(t *testing.T, method, path, token string, body any) response {
+func (s *server) matrixCall(t *testing.T, method, path, token string, body any) harness.Response {
 	t.Helper()
 	if path != "/v1/subscribe" {
-		return s.call(method, path, token, body)
+		return s.Call(method, path, token, body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -157,12 +158,12 @@ func (s *server) matrixCall(t *testing.T, method, path, token string, body any) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := s.client.Do(req)
+	resp, err := s.Client().Do(req)
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
 	defer resp.Body.Close()
-	r := response{Status: resp.StatusCode, Header: resp.Header}
+	r := harness.Response{Status: resp.StatusCode, Header: resp.Header}
 	if resp.StatusCode == http.StatusOK {
 		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 			t.Fatalf("subscribe answered 200 with Content-Type %q", ct)
@@ -170,10 +171,6 @@ func (s *server) matrixCall(t *testing.T, method, path, token string, body any) 
 		return r
 	}
 	r.Body, _ = io.ReadAll(resp.Body)
-	return s.decode(r)
-}
-
-func (s *server) decode(r response) response {
 	_ = json.Unmarshal(r.Body, &r.JSON)
 	return r
 }

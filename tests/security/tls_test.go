@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // selfSigned writes a fresh self-signed certificate for 127.0.0.1 and its
@@ -70,15 +72,15 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 func TestTLS(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, pool := selfSigned(t)
-	s := startServer(t, serverOptions{
-		args: []string{"--tls-cert", certFile, "--tls-key", keyFile},
-		tls:  &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+	s := startServer(t, harness.Options{
+		Args: []string{"--tls-cert", certFile, "--tls-key", keyFile},
+		TLS:  &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 	})
 	if !strings.HasPrefix(s.URL, "https://") {
 		t.Fatalf("harness URL %s", s.URL)
 	}
 	admin := s.token("tls-admin", "admin")
-	resp, err := s.client.Get(s.URL + "/healthz")
+	resp, err := s.Client().Get(s.URL + "/healthz")
 	if err != nil {
 		t.Fatalf("HTTPS health check: %v", err)
 	}
@@ -86,14 +88,14 @@ func TestTLS(t *testing.T) {
 	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
 		t.Fatalf("HTTPS health check: %d, TLS %+v", resp.StatusCode, resp.TLS)
 	}
-	mustStatus(t, s.call("POST", "/v1/queues", admin, map[string]any{"name": "tls.q"}), 201, "create over HTTPS")
-	mustStatus(t, s.call("POST", "/v1/queues/tls.q/messages", admin, map[string]any{"body": "over TLS"}), 201, "publish over HTTPS")
-	recv := s.call("POST", "/v1/queues/tls.q/receive", admin, map[string]any{})
-	mustStatus(t, recv, 200, "receive over HTTPS")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", admin, map[string]any{"name": "tls.q"}), 201, "create over HTTPS")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues/tls.q/messages", admin, map[string]any{"body": "over TLS"}), 201, "publish over HTTPS")
+	recv := s.Call("POST", "/v1/queues/tls.q/receive", admin, map[string]any{})
+	harness.MustStatus(t, recv, 200, "receive over HTTPS")
 	if msgs, _ := recv.JSON["messages"].([]any); len(msgs) != 1 || msgs[0].(map[string]any)["body"] != "over TLS" {
 		t.Fatalf("receive over HTTPS: %s", recv)
 	}
-	mustUnauthorized(t, s.call("GET", "/v1/queues", "", nil), "", "no token over HTTPS")
+	mustUnauthorized(t, s.Call("GET", "/v1/queues", "", nil), "", "no token over HTTPS")
 
 	get := func(c *http.Client, url string) error {
 		resp, err := c.Get(url)
@@ -127,13 +129,13 @@ func TestTLS(t *testing.T) {
 	}
 	t.Logf("plain HTTP on the TLS port: %v", err)
 	// The listener still serves TLS after the failed handshakes.
-	mustStatus(t, s.call("GET", "/v1/queues", admin, nil), 200, "list over HTTPS afterwards")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", admin, nil), 200, "list over HTTPS afterwards")
 	s.responsive(admin, 2*time.Second)
 	s.alive()
 	// Failed handshakes are reported by net/http's own logger, outside the
 	// JSON log: count such lines so that the report can mention them.
 	var plainLines int
-	for _, line := range strings.Split(strings.TrimSpace(s.stderr.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.Logs()), "\n") {
 		if line != "" && !strings.HasPrefix(line, "{") {
 			plainLines++
 			t.Logf("not JSON: %.120s", line)

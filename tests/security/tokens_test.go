@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
 )
 
 // claims are the claims of a good token for sub, to be spoiled one by one.
@@ -43,14 +45,14 @@ func unsigned(header, payload, sig string) string {
 // challenge, the answer never echoes it, and the log never holds it.
 func TestForgedAndMalformedTokensHS256(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{args: []string{"--jwt-issuer", "https://issuer.test", "--jwt-audience", "ledgerq"}})
+	s := startServer(t, harness.Options{Args: []string{"--jwt-issuer", "https://issuer.test", "--jwt-audience", "ledgerq"}})
 	secret := s.secret()
 	hs := func(c jwt.MapClaims) string { return s.sign(jwt.SigningMethodHS256, secret, c) }
 	now := time.Now()
 
 	good := hs(claims("hs-user", nil))
-	mustStatus(t, s.call("GET", "/v1/queues", good, nil), 200, "the control token")
-	mustStatus(t, s.call("GET", "/v1/queues", hs(claims("hs-user", func(c jwt.MapClaims) { c["aud"] = []string{"other", "ledgerq"} })), nil),
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", good, nil), 200, "the control token")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", hs(claims("hs-user", func(c jwt.MapClaims) { c["aud"] = []string{"other", "ledgerq"} })), nil),
 		200, "aud as a list that holds ours")
 
 	otherKey := []byte("an-attacker-secret-of-32-bytes!!")
@@ -117,7 +119,7 @@ func TestForgedAndMalformedTokensHS256(t *testing.T) {
 	}
 	for name, tok := range bad {
 		s.remember(tok)
-		r := s.call("GET", "/v1/queues", "", nil, "Authorization", "Bearer "+tok)
+		r := s.Call("GET", "/v1/queues", "", nil, "Authorization", "Bearer "+tok)
 		mustUnauthorized(t, r, tok, name)
 	}
 
@@ -130,21 +132,21 @@ func TestForgedAndMalformedTokensHS256(t *testing.T) {
 		"Token scheme":      "Token " + good,
 		"two tokens":        "Bearer " + good + " Bearer " + good,
 	} {
-		r := s.call("GET", "/v1/queues", "", nil, "Authorization", h)
+		r := s.Call("GET", "/v1/queues", "", nil, "Authorization", h)
 		mustUnauthorized(t, r, good, name)
 	}
 	// A query-string token is only for subscribe (EventSource); elsewhere it
 	// is no token at all.
-	mustUnauthorized(t, s.call("GET", "/v1/queues?access_token="+good, "", nil), good, "access_token on a query route")
-	mustUnauthorized(t, s.call("POST", "/v1/queues?access_token="+good, "", map[string]any{"name": "q"}), good, "access_token on a command route")
+	mustUnauthorized(t, s.Call("GET", "/v1/queues?access_token="+good, "", nil), good, "access_token on a query route")
+	mustUnauthorized(t, s.Call("POST", "/v1/queues?access_token="+good, "", map[string]any{"name": "q"}), good, "access_token on a command route")
 
 	// A header past the server's header limit is refused before any token
 	// parsing (431), never let through.
 	huge := hs(claims("hs-user", func(c jwt.MapClaims) { c["pad"] = strings.Repeat("y", 70<<10) }))
-	if r := s.call("GET", "/v1/queues", huge, nil); r.Status != http.StatusRequestHeaderFieldsTooLarge && r.Status != http.StatusUnauthorized {
+	if r := s.Call("GET", "/v1/queues", huge, nil); r.Status != http.StatusRequestHeaderFieldsTooLarge && r.Status != http.StatusUnauthorized {
 		t.Fatalf("a 94 KB token: %s, want 431 or 401", r)
 	}
-	mustStatus(t, s.call("GET", "/v1/queues", good, nil), 200, "the control token after the attacks")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", good, nil), 200, "the control token after the attacks")
 	s.alive()
 }
 
@@ -167,12 +169,12 @@ func TestAlgorithmConfusionRS256(t *testing.T) {
 	if err := os.WriteFile(pubFile, pemBytes, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, serverOptions{args: []string{"--jwt-public-key", pubFile}})
+	s := startServer(t, harness.Options{Args: []string{"--jwt-public-key", pubFile}})
 	plain := func(sub string) jwt.MapClaims {
 		return claims(sub, func(c jwt.MapClaims) { delete(c, "iss"); delete(c, "aud") })
 	}
 	good := s.sign(jwt.SigningMethodRS256, key, plain("rs-user"))
-	mustStatus(t, s.call("GET", "/v1/queues", good, nil), 200, "the control RS256 token")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", good, nil), 200, "the control RS256 token")
 
 	attacker, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -210,7 +212,7 @@ func TestAlgorithmConfusionRS256(t *testing.T) {
 			base64.RawURLEncoding.EncodeToString(big.NewInt(1).Bytes()),
 	}
 	for name, tok := range bad {
-		mustUnauthorized(t, s.call("GET", "/v1/queues", tok, nil), tok, name)
+		mustUnauthorized(t, s.Call("GET", "/v1/queues", tok, nil), tok, name)
 	}
 	// `ledgerq token` signs HS256 from a secret; this server has none, so
 	// even a token minted with a secret planted in the data directory is
@@ -220,8 +222,8 @@ func TestAlgorithmConfusionRS256(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := s.sign(jwt.SigningMethodHS256, planted, plain("rs-user"))
-	mustUnauthorized(t, s.call("GET", "/v1/queues", tok, nil), tok, "HS256 with a secret planted in the data directory")
-	mustStatus(t, s.call("GET", "/v1/queues", good, nil), 200, "the control token after the attacks")
+	mustUnauthorized(t, s.Call("GET", "/v1/queues", tok, nil), tok, "HS256 with a secret planted in the data directory")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", good, nil), 200, "the control token after the attacks")
 }
 
 // TestTokenGuessingIsRateLimited: refused tokens are counted against the
@@ -229,16 +231,16 @@ func TestAlgorithmConfusionRS256(t *testing.T) {
 // while a valid subject keeps its own budget.
 func TestTokenGuessingIsRateLimited(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, serverOptions{args: []string{"--rate-limit", "5/s"}})
+	s := startServer(t, harness.Options{Args: []string{"--rate-limit", "5/s"}})
 	good := s.token("patient", "queues:read")
 	limited := false
 	for i := 0; i < 60 && !limited; i++ {
 		guess := "guess." + base64.RawURLEncoding.EncodeToString([]byte{byte(i)}) + ".sig"
-		r := s.call("GET", "/v1/queues", guess, nil)
+		r := s.Call("GET", "/v1/queues", guess, nil)
 		switch r.Status {
 		case http.StatusTooManyRequests:
 			limited = true
-			mustProblem(t, r, 429, "rate_limited", "guessing")
+			harness.MustProblem(t, r, 429, "rate_limited", "guessing")
 			if r.Header.Get("Retry-After") == "" {
 				t.Fatalf("429 without Retry-After")
 			}
@@ -250,5 +252,5 @@ func TestTokenGuessingIsRateLimited(t *testing.T) {
 	if !limited {
 		t.Fatalf("60 bad tokens at 5/s were never throttled")
 	}
-	mustStatus(t, s.call("GET", "/v1/queues", good, nil), 200, "a valid subject while guesses are throttled")
+	harness.MustStatus(t, s.Call("GET", "/v1/queues", good, nil), 200, "a valid subject while guesses are throttled")
 }
