@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,28 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ledgerq/ledgerq/tests/harness"
 	"github.com/ledgerq/ledgerq/tests/redistest"
 )
 
-var binPath string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ledgerq-bench-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "ledgerq")
-	build := exec.Command("go", "build", "-o", binPath, "github.com/ledgerq/ledgerq/cmd/ledgerq")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench: building ledgerq:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // report mirrors the parts of `ledgerq bench --json` the tests read.
 type report struct {
@@ -61,7 +43,7 @@ func runBench(t *testing.T, timeout time.Duration, args ...string) (stdout, stde
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, append([]string{"bench"}, args...)...)
+	cmd := exec.CommandContext(ctx, harness.Bin(), append([]string{"bench"}, args...)...)
 	// A LEDGERQ_ variable of the developer's shell must not change the run.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LEDGERQ_") {
