@@ -56,15 +56,40 @@ func (p notifyingPublisher) Publish(topic string, msgs ...*message.Message) erro
 }
 
 // closingSubscriber releases the backoff's idle wait before closing, as the
-// package doc asks.
+// package doc asks, and makes Close return only once every output channel
+// is closed. watermill-sql v3.1.0 marks a subscription done before it closes
+// the channel (subscriber.go: consume's deferred subscribeWg.Done, then
+// close(out)), so on a loaded machine its Close can return first and the
+// suite's immediate "channel closed" check fails.
 type closingSubscriber struct {
 	*wsql.Subscriber
 	backoff *wmsql.BackoffManager
+	mu      *sync.Mutex
+	outputs *[]<-chan *message.Message
+}
+
+func (s closingSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	out, err := s.Subscriber.Subscribe(ctx, topic)
+	if err == nil {
+		s.mu.Lock()
+		*s.outputs = append(*s.outputs, out)
+		s.mu.Unlock()
+	}
+	return out, err
 }
 
 func (s closingSubscriber) Close() error {
 	s.backoff.Close()
-	return s.Subscriber.Close()
+	err := s.Subscriber.Close()
+	// Every consume loop has returned, so nothing is sent any more: each
+	// receive below only waits for the channel's close.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, out := range *s.outputs {
+		for range out {
+		}
+	}
+	return err
 }
 
 // pubSubFactory builds publishers and subscribers on one main file, with one
@@ -112,7 +137,7 @@ func (f *pubSubFactory) open(t *testing.T, group string) (message.Publisher, mes
 	if err != nil {
 		t.Fatalf("subscriber: %v", err)
 	}
-	return notifyingPublisher{Publisher: pub, n: f.n}, closingSubscriber{Subscriber: sub, backoff: backoff}
+	return notifyingPublisher{Publisher: pub, n: f.n}, closingSubscriber{Subscriber: sub, backoff: backoff, mu: &sync.Mutex{}, outputs: new([]<-chan *message.Message)}
 }
 
 // TestPubSub runs watermill's universal pub/sub suite against real SQLite

@@ -323,7 +323,14 @@ func TestSlowAndIdleClients(t *testing.T) {
 		conns = append(conns, c)
 	}
 	t.Logf("%d idle connections opened in %s", idle, time.Since(start).Round(time.Millisecond))
-	if fds := s.metric("process_open_fds"); fds < baseFDs+idle*9/10 {
+	// The kernel completes the handshakes before the server accepts them;
+	// give its accept loop a moment to catch up on a loaded machine.
+	fds := s.metric("process_open_fds")
+	for deadline := time.Now().Add(5 * time.Second); fds < baseFDs+idle*9/10 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		fds = s.metric("process_open_fds")
+	}
+	if fds < baseFDs+idle*9/10 {
 		t.Fatalf("the server holds %v descriptors with %d idle connections (base %v): were they accepted?", fds, idle, baseFDs)
 	}
 	// Other clients are served while all of that is held.
