@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"fmt"
+	"github.com/ledgerq/ledgerq/tests/redistest"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestRelayFigures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measurement")
 	}
-	srv := startRedis(t, 0)
+	srv := redistest.Start(t)
 
 	const backlog = 20000
 	throughput := func(maxPack int) float64 {
@@ -96,8 +97,8 @@ func TestRelayFigures(t *testing.T) {
 	t.Logf("end-to-end lag at 500 appends/s, Redis: p50 %s p99 %s", p50, p99)
 }
 
-func redisFlush(srv *redisServer) error {
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
+func redisFlush(srv *redistest.Server) error {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	return c.FlushAll(context.Background()).Err()
 }

@@ -4,18 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ledgerq/ledgerq/tests/redistest"
 	"io"
-	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ledgerq/ledgerq/eventstore"
@@ -210,84 +206,9 @@ func runRelay(t testing.TB, r *relay.Relay) (stop func()) {
 	return stop
 }
 
-// redisServer is a redis-server process owned by a test.
-type redisServer struct {
-	port int
-	cmd  *exec.Cmd
-	dir  string
-}
-
-func freePort(t testing.TB) int {
+func newRedisBus(t testing.TB, srv *redistest.Server) *relay.Bus {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startRedis starts redis-server without persistence on port (0: a free
-// one). Without the binary the test fails under CI=true and skips
-// otherwise.
-func startRedis(t testing.TB, port int) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is required in CI: %v", err)
-		}
-		t.Skipf("redis-server not installed (%v); install it to run this test", err)
-	}
-	if port == 0 {
-		port = freePort(t)
-	}
-	s := &redisServer{port: port, dir: t.TempDir()}
-	s.start(t, bin)
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *redisServer) start(t testing.TB, bin string) {
-	t.Helper()
-	s.cmd = exec.Command(bin, "--port", fmt.Sprint(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", s.dir)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: s.addr()})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s did not answer", s.addr())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (s *redisServer) restart(t testing.TB) {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.start(t, bin)
-}
-
-func (s *redisServer) kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGKILL)
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
-}
-
-func (s *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
-func (s *redisServer) url() string  { return "redis://" + s.addr() + "/0" }
-
-func newRedisBus(t testing.TB, srv *redisServer) *relay.Bus {
-	t.Helper()
-	bus, err := relay.NewBus(context.Background(), relay.BusConfig{RedisURL: srv.url(), ConsumerName: "test-node"})
+	bus, err := relay.NewBus(context.Background(), relay.BusConfig{RedisURL: srv.URL(), ConsumerName: "test-node"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"errors"
+	"github.com/ledgerq/ledgerq/tests/redistest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,7 @@ import (
 
 // Over Redis: order, completeness, consumer groups, ReadRange, health.
 func TestRelayThroughRedis(t *testing.T) {
-	srv := startRedis(t, 0)
+	srv := redistest.Start(t)
 	s := openStore(t)
 	bus := newRedisBus(t, srv)
 	if err := bus.Healthy(context.Background()); err != nil {
@@ -64,7 +65,7 @@ func TestRelayThroughRedis(t *testing.T) {
 		t.Errorf("ReadRange(head): %d events, %v; want none", len(got), err)
 	}
 
-	c := redis.NewClient(&redis.Options{Addr: srv.addr()})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	if err := c.XTrimMaxLen(context.Background(), relay.Topic, 2).Err(); err != nil {
 		t.Fatal(err)
@@ -73,7 +74,7 @@ func TestRelayThroughRedis(t *testing.T) {
 		t.Errorf("ReadRange over trimmed entries: %v, want ErrTrimmed", err)
 	}
 
-	srv.kill()
+	srv.Kill()
 	if err := bus.Healthy(context.Background()); err == nil {
 		t.Error("healthy with Redis killed")
 	}
@@ -89,7 +90,7 @@ func firstPos(evs []eventstore.Event) int64 {
 // (e) Redis killed under load and restarted empty on the same port: appends
 // go on, and the subscriber still gets every position.
 func TestRelaySurvivesRedisRestart(t *testing.T) {
-	srv := startRedis(t, 0)
+	srv := redistest.Start(t)
 	s := openStore(t)
 	bus := newRedisBus(t, srv)
 	c := collect(t, bus, "projection")
@@ -121,14 +122,14 @@ func TestRelaySurvivesRedisRestart(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 
 	waitFor(t, 20*time.Second, "300 positions before the kill", func() bool { return c.count() >= 300 })
-	srv.kill()
+	srv.Kill()
 	before := appended.Load()
 	time.Sleep(time.Second)
 	if appended.Load()-before < 10 {
 		t.Errorf("only %d appends in the second Redis was down", appended.Load()-before)
 	}
 	waitFor(t, 10*time.Second, "a failed publish while Redis is down", func() bool { return r.Stats().PublishErrors > 0 })
-	srv.restart(t)
+	srv.Restart()
 	time.Sleep(500 * time.Millisecond)
 	cancel()
 	wg.Wait()
