@@ -454,6 +454,26 @@ func (n *node) updateMetrics(ctx context.Context) {
 		for name, cp := range n.engine.Checkpoints() {
 			n.metrics.ProjectionLag.WithLabelValues(name).Set(float64(max(0, head-cp)))
 		}
+		n.updateQueueDepths(ctx)
+	}
+}
+
+// maxDepthQueues bounds the queues exported as depth gauges: each is three
+// series, and a scrape must stay small however many queues there are.
+const maxDepthQueues = 1000
+
+// updateQueueDepths exports ready, delayed and in-flight counts per queue
+// from the read model; a deleted queue's series disappear.
+func (n *node) updateQueueDepths(ctx context.Context) {
+	qs, err := n.engine.Queues(ctx, queries.QueueFilter{Limit: maxDepthQueues, Now: time.Now()})
+	if err != nil {
+		return
+	}
+	n.metrics.QueueDepth.Reset()
+	for _, q := range qs {
+		n.metrics.QueueDepth.WithLabelValues(q.Name, "ready").Set(float64(q.Stats.Ready))
+		n.metrics.QueueDepth.WithLabelValues(q.Name, "delayed").Set(float64(q.Stats.Delayed))
+		n.metrics.QueueDepth.WithLabelValues(q.Name, "in_flight").Set(float64(q.Stats.InFlight))
 	}
 }
 

@@ -351,3 +351,31 @@ func TestOperationsRoutes(t *testing.T) {
 		t.Fatalf("request id not echoed: %q", r.Header.Get("X-Request-Id"))
 	}
 }
+
+// TestMetricsFollowTheBroker: /metrics shows what an operator alerts on —
+// requests by route, events appended, queue depths by state.
+func TestMetricsFollowTheBroker(t *testing.T) {
+	s := startServer(t)
+	tok := s.Token("ops", "admin")
+	harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "metered"}), 201, "create")
+	for i := 0; i < 3; i++ {
+		harness.MustStatus(t, s.Call("POST", "/v1/queues/metered/messages", tok, map[string]any{"body": "x"}), 201, "publish")
+	}
+	r := s.Call("POST", "/v1/queues/metered/receive", tok, map[string]any{"max_messages": 1})
+	harness.MustStatus(t, r, 200, "receive")
+	ready := `ledgerq_queue_messages{queue="metered",state="ready"}`
+	inFlight := `ledgerq_queue_messages{queue="metered",state="in_flight"}`
+	appended := "ledgerq_events_appended_total"
+	requests := `ledgerq_http_requests_total{method="POST",route="/v1/queues/{queue}/messages",status="201"}`
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := s.Metrics(ready, inFlight, appended, requests)
+		if err == nil && m[ready] == 2 && m[inFlight] == 1 && m[appended] >= 5 && m[requests] == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics never showed 2 ready, 1 in flight, ≥ 5 events and 3 publishes: %v %v", m, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
