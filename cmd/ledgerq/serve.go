@@ -249,11 +249,9 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 		_ = srv.Shutdown(sctx)
 		return err
 	}
-	// Long polls and SSE streams end at once; other requests finish.
+	// Long polls and SSE streams end at once; other requests finish, and
+	// only then (n.close) do the command side, relay and projections stop.
 	close(done)
-	if n.app != nil {
-		n.app.Close()
-	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
