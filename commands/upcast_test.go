@@ -28,16 +28,6 @@ func upcastQuiet() logrus.FieldLogger {
 	return l
 }
 
-// domainUpcasters are the domain's upcasters in the store's terms, as
-// `ledgerq serve` configures them.
-func domainUpcasters() eventstore.Upcasters {
-	out := eventstore.Upcasters{}
-	for typ, up := range domain.Upcasters() {
-		out[typ] = eventstore.Upcaster(up)
-	}
-	return out
-}
-
 // upcastStore opens a log written by oldlog, with or without upcasters.
 func upcastStore(t *testing.T, path string, up eventstore.Upcasters) *eventstore.Store {
 	t.Helper()
@@ -103,8 +93,8 @@ func TestLeasedV1ReplaysToTheV2State(t *testing.T) {
 		t.Fatalf("the v1 log does not hold the v1 shape: version %d, %s", held.SchemaVersion, held.Data)
 	}
 
-	s1 := upcastStore(t, filepath.Join(dir, "v1.db"), domainUpcasters())
-	s2 := upcastStore(t, filepath.Join(dir, "v2.db"), domainUpcasters())
+	s1 := upcastStore(t, filepath.Join(dir, "v1.db"), eventstore.UpcastersOf(domain.Upcasters()))
+	s2 := upcastStore(t, filepath.Join(dir, "v2.db"), eventstore.UpcastersOf(domain.Upcasters()))
 	a1, err := upcastApp(t, s1)
 	if err != nil {
 		t.Fatalf("command side over the v1 log: %v", err)
@@ -185,7 +175,7 @@ func TestLeasedV1WithoutUpcasterIsNotTheV2State(t *testing.T) {
 	// The v2 state once its scheduler expired the overdue lease: whether or
 	// not the bare reader's scheduler acted yet, its held lease cannot
 	// match it (no deadline, or expired at once).
-	s2 := upcastStore(t, filepath.Join(dir, "v2.db"), domainUpcasters())
+	s2 := upcastStore(t, filepath.Join(dir, "v2.db"), eventstore.UpcastersOf(domain.Upcasters()))
 	a2, err := upcastApp(t, s2)
 	if err != nil {
 		t.Fatal(err)

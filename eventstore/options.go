@@ -18,6 +18,16 @@ type Upcaster func(schemaVersion int, data json.RawMessage) (int, json.RawMessag
 // Upcasters maps an event type to its upcaster.
 type Upcasters map[string]Upcaster
 
+// UpcastersOf turns a map of plain upcaster functions (such as
+// domain.Upcasters(), which knows nothing of the store) into Upcasters.
+func UpcastersOf(fns map[string]func(int, json.RawMessage) (int, json.RawMessage, error)) Upcasters {
+	out := make(Upcasters, len(fns))
+	for typ, fn := range fns {
+		out[typ] = fn
+	}
+	return out
+}
+
 // Defaults of Options.
 const (
 	// DefaultMaxBatch is the number of append requests one group commit takes.

@@ -20,16 +20,6 @@ import (
 
 var upcastBase = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-// domainUpcasters are the domain's upcasters in the store's terms, as
-// `ledgerq serve` configures them.
-func domainUpcasters() eventstore.Upcasters {
-	out := eventstore.Upcasters{}
-	for typ, up := range domain.Upcasters() {
-		out[typ] = eventstore.Upcaster(up)
-	}
-	return out
-}
-
 func upcastStore(t *testing.T, path string, up eventstore.Upcasters) *eventstore.Store {
 	t.Helper()
 	quiet := logrus.New()
@@ -107,8 +97,8 @@ func TestLeasedV1ProjectsLikeV2(t *testing.T) {
 	if v1.Head != v2.Head {
 		t.Fatalf("heads %d and %d: the logs tell different histories", v1.Head, v2.Head)
 	}
-	s1 := upcastStore(t, filepath.Join(dir, "v1.db"), domainUpcasters())
-	s2 := upcastStore(t, filepath.Join(dir, "v2.db"), domainUpcasters())
+	s1 := upcastStore(t, filepath.Join(dir, "v1.db"), eventstore.UpcastersOf(domain.Upcasters()))
+	s2 := upcastStore(t, filepath.Join(dir, "v2.db"), eventstore.UpcastersOf(domain.Upcasters()))
 
 	for pos := int64(1); pos <= v1.Head; pos++ {
 		got, err := projections.StateAt(ctx, s1, pos, time.Time{})

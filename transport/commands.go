@@ -450,12 +450,13 @@ func checkPrintable(field, v string, max int) error {
 	return nil
 }
 
-// checkReceipt refuses receipts that cannot be one: empty or oversized.
-func checkReceipt(field, receipt string) error {
-	if receipt == "" {
+// checkReceipt refuses receipts that cannot be one: absent, empty or
+// oversized.
+func checkReceipt(field string, receipt *string) error {
+	if receipt == nil || *receipt == "" {
 		return invalid(field, "is required")
 	}
-	if len(receipt) > maxReceiptLen {
+	if len(*receipt) > maxReceiptLen {
 		return invalid(field, "is not a receipt")
 	}
 	return nil
@@ -489,7 +490,7 @@ func (s *server) handleAck() http.HandlerFunc {
 		case b.Receipt != nil && b.Receipts != nil:
 			s.writeProblem(w, r, invalid("receipts", `give either "receipt" or "receipts", not both`))
 		case b.Receipt != nil:
-			if err := checkReceipt("receipt", *b.Receipt); err != nil {
+			if err := checkReceipt("receipt", b.Receipt); err != nil {
 				s.writeProblem(w, r, err)
 				return
 			}
@@ -506,7 +507,7 @@ func (s *server) handleAck() http.HandlerFunc {
 				return
 			}
 			for i, rc := range b.Receipts {
-				if err := checkReceipt("receipts["+strconv.Itoa(i)+"]", rc); err != nil {
+				if err := checkReceipt("receipts["+strconv.Itoa(i)+"]", &rc); err != nil {
 					s.writeProblem(w, r, err)
 					return
 				}
@@ -542,11 +543,7 @@ func (s *server) handleNack() http.HandlerFunc {
 			s.writeProblem(w, r, err)
 			return
 		}
-		if b.Receipt == nil {
-			s.writeProblem(w, r, invalid("receipt", "is required"))
-			return
-		}
-		if err := checkReceipt("receipt", *b.Receipt); err != nil {
+		if err := checkReceipt("receipt", b.Receipt); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}
@@ -584,11 +581,7 @@ func (s *server) handleExtend() http.HandlerFunc {
 			s.writeProblem(w, r, err)
 			return
 		}
-		if b.Receipt == nil {
-			s.writeProblem(w, r, invalid("receipt", "is required"))
-			return
-		}
-		if err := checkReceipt("receipt", *b.Receipt); err != nil {
+		if err := checkReceipt("receipt", b.Receipt); err != nil {
 			s.writeProblem(w, r, err)
 			return
 		}

@@ -140,29 +140,25 @@ func messagesPath(queue string) string { return "/v1/queues/" + url.PathEscape(q
 
 // publish sends one message and returns the position of its event.
 func (t *benchTarget) publish(ctx context.Context, queue string, body []byte, buf *bytes.Buffer) (int64, error) {
-	if _, err := t.call(ctx, http.MethodPost, messagesPath(queue)+"/messages", body, buf); err != nil {
-		return 0, err
-	}
-	var out struct {
-		Position int64 `json:"position"`
-	}
-	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
-		return 0, fmt.Errorf("publish answer: %w", err)
-	}
-	t.notePosition(out.Position)
-	return out.Position, nil
+	return t.postForPosition(ctx, messagesPath(queue)+"/messages", "publish", body, buf)
 }
 
 // publishBatch sends one batch and returns the position of its last event.
 func (t *benchTarget) publishBatch(ctx context.Context, queue string, body []byte, buf *bytes.Buffer) (int64, error) {
-	if _, err := t.call(ctx, http.MethodPost, messagesPath(queue)+"/messages:batch", body, buf); err != nil {
+	return t.postForPosition(ctx, messagesPath(queue)+"/messages:batch", "batch", body, buf)
+}
+
+// postForPosition sends a command and returns (and notes) the position it
+// answered.
+func (t *benchTarget) postForPosition(ctx context.Context, path, what string, body []byte, buf *bytes.Buffer) (int64, error) {
+	if _, err := t.call(ctx, http.MethodPost, path, body, buf); err != nil {
 		return 0, err
 	}
 	var out struct {
 		Position int64 `json:"position"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
-		return 0, fmt.Errorf("batch answer: %w", err)
+		return 0, fmt.Errorf("%s answer: %w", what, err)
 	}
 	t.notePosition(out.Position)
 	return out.Position, nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ledgerq/ledgerq/domain"
 	"github.com/ledgerq/ledgerq/eventstore"
 	"github.com/ledgerq/ledgerq/projections"
 	"github.com/ledgerq/ledgerq/queries"
@@ -60,7 +61,7 @@ func openLogOffline(dataDir string) (*eventstore.Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no event log at %s: %w", path, err)
 	}
-	s, err := eventstore.Open(path, eventstore.Options{Upcasters: storeUpcasters()})
+	s, err := eventstore.Open(path, eventstore.Options{Upcasters: eventstore.UpcastersOf(domain.Upcasters())})
 	if err != nil {
 		return nil, fmt.Errorf("open %s (is a server running on it? stop it, or copy the directory): %w", path, err)
 	}

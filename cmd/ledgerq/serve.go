@@ -302,7 +302,7 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 	var upcast func(eventstore.Event) (eventstore.Event, error)
 	readModel := filepath.Join(cfg.data, readModelFile)
 	if cfg.role == transport.RoleAll {
-		n.store, err = eventstore.Open(filepath.Join(cfg.data, eventsFile), eventstore.Options{Logger: log.WithField("component", "eventstore"), Upcasters: storeUpcasters()})
+		n.store, err = eventstore.Open(filepath.Join(cfg.data, eventsFile), eventstore.Options{Logger: log.WithField("component", "eventstore"), Upcasters: eventstore.UpcastersOf(domain.Upcasters())})
 		if err != nil {
 			return nil, fmt.Errorf("event store: %w", err)
 		}
@@ -562,15 +562,6 @@ func (l logrusAdapter) Trace(msg string, f watermill.LogFields) {
 }
 func (l logrusAdapter) With(f watermill.LogFields) watermill.LoggerAdapter {
 	return logrusAdapter{l.e.WithFields(logrus.Fields(f))}
-}
-
-// storeUpcasters hands the domain's upcasters to the event store.
-func storeUpcasters() eventstore.Upcasters {
-	u := eventstore.Upcasters{}
-	for typ, fn := range domain.Upcasters() {
-		u[typ] = fn
-	}
-	return u
 }
 
 // serveDebug serves pprof on its own listener, never on the public one.
