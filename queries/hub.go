@@ -64,16 +64,24 @@ type Hub struct {
 	// (SetFloor). A resume after floor is complete.
 	floor int64
 	// last is the highest position published.
-	last    int64
-	subs    map[*Subscription]struct{}
-	closed  bool
-	dropped uint64
+	last int64
+	// subs are all live subscriptions; byQueue indexes those limited to a
+	// set of queues, wildcard holds the others, so that Publish looks only
+	// at the subscribers an update can concern: with a thousand streams
+	// on different queues, one update costs a handful of filter calls, not
+	// a thousand.
+	subs     map[*Subscription]struct{}
+	byQueue  map[string]map[*Subscription]struct{}
+	wildcard map[*Subscription]struct{}
+	closed   bool
+	dropped  uint64
 }
 
 // NewHub returns an empty hub.
 func NewHub(cfg HubConfig) *Hub {
 	cfg.setDefaults()
-	return &Hub{cfg: cfg, ring: make([]Update, 0, cfg.Ring), subs: make(map[*Subscription]struct{})}
+	return &Hub{cfg: cfg, ring: make([]Update, 0, cfg.Ring), subs: make(map[*Subscription]struct{}),
+		byQueue: make(map[string]map[*Subscription]struct{}), wildcard: make(map[*Subscription]struct{})}
 }
 
 // SetFloor tells the hub that the read side has already applied position
@@ -106,25 +114,41 @@ func (h *Hub) Publish(updates ...Update) {
 	for _, u := range updates {
 		h.record(u)
 	}
-	var accepted []Update
-	for s := range h.subs {
-		accepted = accepted[:0]
-		for _, u := range updates {
-			if s.filter == nil || s.filter(u) {
-				accepted = append(accepted, u)
-			}
+	// Each interested subscriber's accepted updates, in order; subscribers
+	// in the order they were first touched (any order would do: each one's
+	// own updates stay in order).
+	var order []*Subscription
+	accepted := make(map[*Subscription][]Update)
+	offer := func(s *Subscription, u Update) {
+		if s.filter != nil && !s.filter(u) {
+			return
 		}
-		markGroups(accepted)
-		for _, u := range accepted {
+		got, seen := accepted[s]
+		if !seen {
+			order = append(order, s)
+		}
+		accepted[s] = append(got, u)
+	}
+	for _, u := range updates {
+		for s := range h.byQueue[u.Queue] {
+			offer(s, u)
+		}
+		for s := range h.wildcard {
+			offer(s, u)
+		}
+	}
+	for _, s := range order {
+		us := accepted[s]
+		markGroups(us)
+		for _, u := range us {
 			select {
 			case s.ch <- u:
+				continue
 			default:
 				h.dropped++
 				h.endLocked(s, ErrSlowSubscriber)
 			}
-			if _, live := h.subs[s]; !live {
-				break
-			}
+			break
 		}
 	}
 }
@@ -157,7 +181,28 @@ func (h *Hub) record(u Update) {
 // current state instead. filter may be nil; it runs under the hub's lock and
 // must be quick and must not call the hub.
 func (h *Hub) Subscribe(after int64, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
+	return h.SubscribeTo(after, nil, filter)
+}
+
+// SubscribeTo is Subscribe limited to the updates of the given queues
+// (nil: every queue), which filter then narrows further. A subscription
+// limited to queues is indexed by them, so updates of other queues cost it
+// nothing.
+func (h *Hub) SubscribeTo(after int64, queues []string, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
 	sub = &Subscription{hub: h, filter: filter, ch: make(chan Update, h.cfg.Buffer), done: make(chan struct{})}
+	if queues != nil {
+		sub.queues = make(map[string]struct{}, len(queues))
+		for _, q := range queues {
+			sub.queues[q] = struct{}{}
+		}
+		inner := filter
+		sub.filter = func(u Update) bool {
+			if _, ok := sub.queues[u.Queue]; !ok {
+				return false
+			}
+			return inner == nil || inner(u)
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -168,12 +213,23 @@ func (h *Hub) Subscribe(after int64, filter func(Update) bool) (backlog []Update
 	complete = after >= h.floor && after <= h.last
 	for i := range h.ring {
 		u := h.ring[(h.head+i)%len(h.ring)]
-		if u.Position > after && (filter == nil || filter(u)) {
+		if u.Position > after && (sub.filter == nil || sub.filter(u)) {
 			backlog = append(backlog, u)
 		}
 	}
 	markGroups(backlog)
 	h.subs[sub] = struct{}{}
+	if sub.queues == nil {
+		h.wildcard[sub] = struct{}{}
+	}
+	for q := range sub.queues {
+		set := h.byQueue[q]
+		if set == nil {
+			set = make(map[*Subscription]struct{})
+			h.byQueue[q] = set
+		}
+		set[sub] = struct{}{}
+	}
 	return backlog, sub, complete
 }
 
@@ -219,6 +275,15 @@ func (h *Hub) endLocked(s *Subscription, reason error) {
 		return
 	}
 	delete(h.subs, s)
+	delete(h.wildcard, s)
+	for q := range s.queues {
+		if set := h.byQueue[q]; set != nil {
+			delete(set, s)
+			if len(set) == 0 {
+				delete(h.byQueue, q)
+			}
+		}
+	}
 	s.err = reason
 	close(s.done)
 }
@@ -227,6 +292,7 @@ func (h *Hub) endLocked(s *Subscription, reason error) {
 type Subscription struct {
 	hub    *Hub
 	filter func(Update) bool
+	queues map[string]struct{} // nil: every queue
 	ch     chan Update
 	done   chan struct{}
 	err    error // guarded by hub.mu; set before done closes

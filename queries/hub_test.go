@@ -215,3 +215,101 @@ func TestConcurrentPublishAndResumeNeverLosesOrDuplicates(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// drain returns what is waiting on sub without blocking.
+func drain(sub *Subscription) []Update {
+	var out []Update
+	for {
+		select {
+		case u := <-sub.C():
+			out = append(out, u)
+		default:
+			return out
+		}
+	}
+}
+
+func TestSubscribeToQueuesGetsOnlyThoseInOrder(t *testing.T) {
+	h := NewHub(HubConfig{Ring: 100, Buffer: 100})
+	h.Publish(upd(1, "a"), upd(2, "c"))
+	backlog, ab, _ := h.SubscribeTo(0, []string{"a", "b"}, nil)
+	defer ab.Close()
+	if got := fmt.Sprint(positions(backlog)); got != "[1]" {
+		t.Fatalf("backlog %s, want [1]", got)
+	}
+	_, onlyB, _ := h.SubscribeTo(2, []string{"b"}, func(u Update) bool { return u.Event == EventMessageUpdated })
+	defer onlyB.Close()
+	_, all, _ := h.Subscribe(2, nil)
+	defer all.Close()
+
+	msg := func(pos int64, queue string) Update {
+		u := upd(pos, queue)
+		u.Event = EventMessageUpdated
+		return u
+	}
+	// Position 4 is a group: a message update then its queue's update.
+	h.Publish(upd(3, "b"), msg(4, "b"), upd(4, "b"), upd(5, "c"), msg(6, "a"))
+
+	got := drain(ab)
+	if s := fmt.Sprint(positions(got)); s != "[3 4 4 6]" {
+		t.Fatalf("a,b subscriber got %s, want [3 4 4 6]", s)
+	}
+	if !got[1].More || got[2].More {
+		t.Fatalf("group marks %v %v, want the first of position 4 to have More", got[1].More, got[2].More)
+	}
+	got = drain(onlyB)
+	if s := fmt.Sprint(positions(got)); s != "[4]" || got[0].More {
+		t.Fatalf("b-messages subscriber got %s (More %v), want [4] without More: its own last of the group", s, got[0].More)
+	}
+	if s := fmt.Sprint(positions(drain(all))); s != "[3 4 4 5 6]" {
+		t.Fatalf("unfiltered subscriber got %s, want [3 4 4 5 6]", s)
+	}
+}
+
+func TestClosedSubscriptionLeavesTheQueueIndex(t *testing.T) {
+	h := NewHub(HubConfig{Buffer: 4})
+	_, sub, _ := h.SubscribeTo(0, []string{"a", "b"}, nil)
+	_, keep, _ := h.SubscribeTo(0, []string{"b"}, nil)
+	defer keep.Close()
+	sub.Close()
+	h.Publish(upd(1, "a"), upd(2, "b"))
+	if n := len(drain(sub)); n != 0 {
+		t.Fatalf("closed subscription received %d updates", n)
+	}
+	if s := fmt.Sprint(positions(drain(keep))); s != "[2]" {
+		t.Fatalf("remaining subscriber got %s, want [2]", s)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.byQueue["a"]; ok {
+		t.Fatal("queue a is still indexed after its only subscriber closed")
+	}
+	if len(h.byQueue["b"]) != 1 || len(h.subs) != 1 {
+		t.Fatalf("index holds %d for b and %d subscriptions, want 1 and 1", len(h.byQueue["b"]), len(h.subs))
+	}
+}
+
+// BenchmarkPublishFanOut is one projection pack of 32 message updates on
+// different queues with 1,000 subscribers spread 4 per queue over 250
+// queues (the shape of the SSE goal of issue 7).
+func BenchmarkPublishFanOut(b *testing.B) {
+	h := NewHub(HubConfig{Ring: 1000, Buffer: 1 << 20})
+	var subs []*Subscription
+	for i := range 1000 {
+		_, s, _ := h.SubscribeTo(0, []string{fmt.Sprintf("q%d", i%250)}, func(Update) bool { return true })
+		subs = append(subs, s)
+	}
+	pack := make([]Update, 32)
+	b.ReportAllocs()
+	pos := int64(0)
+	for b.Loop() {
+		for i := range pack {
+			pos++
+			pack[i] = upd(pos, fmt.Sprintf("q%d", pos%250))
+		}
+		h.Publish(pack...)
+		for _, s := range subs {
+			drain(s)
+		}
+	}
+}

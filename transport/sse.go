@@ -121,6 +121,13 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		defer s.streams.release(caller.subject)
 
 		filter := req.accepts(caller)
+		var only []string // nil: every queue; the hub indexes the others by queue
+		if req.queues != nil {
+			only = make([]string, 0, len(req.queues))
+			for q := range req.queues {
+				only = append(only, q)
+			}
+		}
 		var (
 			backlog  []queries.Update
 			sub      *queries.Subscription
@@ -129,7 +136,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		)
 		if req.resume {
 			var complete bool
-			backlog, sub, complete = s.deps.Hub.Subscribe(req.after, filter)
+			backlog, sub, complete = s.deps.Hub.SubscribeTo(req.after, only, filter)
 			floor = req.after
 			if !complete {
 				floor, snapshot = s.deps.Queries.Position(), true
@@ -138,7 +145,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 			// P is read before subscribing: everything after P reaches the
 			// subscription, and the snapshot, read later, reflects at least P.
 			floor, snapshot = s.deps.Queries.Position(), true
-			backlog, sub, _ = s.deps.Hub.Subscribe(floor, filter)
+			backlog, sub, _ = s.deps.Hub.SubscribeTo(floor, only, filter)
 		}
 		defer sub.Close()
 
