@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +355,71 @@ func TestEmptyQueuesClaimAllowsNothing(t *testing.T) {
 	m := jsonOf(t, hx.do(req{method: "GET", path: "/v1/queues", token: tok}))
 	if qs := m["queues"].([]any); len(qs) != 0 {
 		t.Fatalf("listing = %v, want empty", qs)
+	}
+}
+
+func TestVerifiedTokensAreRememberedOnlyWhileValid(t *testing.T) {
+	a, err := newAuthenticator(AuthConfig{HS256Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	clock := start
+	a.now = func() time.Time { return clock }
+	tok := signed(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+		"sub": "alice", "scope": ScopeQueuesRead, "iat": start.Unix(), "exp": start.Add(time.Minute).Unix()})
+
+	for i := range 2 { // the second call is answered from the cache
+		p, err := a.authenticate(tok)
+		if err != nil || p.subject != "alice" || !p.has(ScopeQueuesRead) {
+			t.Fatalf("call %d: principal %+v, err %v; want alice with queues:read", i, p, err)
+		}
+	}
+	if len(a.verified) != 1 {
+		t.Fatalf("%d tokens remembered, want 1", len(a.verified))
+	}
+	// The same claims with a broken signature are not the remembered token.
+	forged := tok[:len(tok)-2] + "AA"
+	if forged == tok {
+		forged = tok[:len(tok)-2] + "BB"
+	}
+	if _, err := a.authenticate(forged); err == nil {
+		t.Fatal("a token with a changed signature was accepted")
+	}
+	// Past exp + leeway the cached entry no longer answers.
+	clock = start.Add(time.Minute + MaxLeeway + time.Second)
+	if _, err := a.authenticate(tok); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("after expiry: err %v, want token expired", err)
+	}
+	// A token not valid yet fails every time: failures are not remembered.
+	early := signed(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+		"sub": "bob", "scope": ScopeQueuesRead, "nbf": clock.Add(time.Hour).Unix(), "exp": clock.Add(2 * time.Hour).Unix()})
+	for i := range 2 {
+		if _, err := a.authenticate(early); err == nil || !strings.Contains(err.Error(), "not valid yet") {
+			t.Fatalf("call %d: err %v, want not valid yet", i, err)
+		}
+	}
+	// Once nbf - leeway has passed, the same token is good.
+	clock = clock.Add(time.Hour)
+	if _, err := a.authenticate(early); err != nil {
+		t.Fatalf("at nbf: %v", err)
+	}
+}
+
+func TestVerifiedTokenCacheIsBounded(t *testing.T) {
+	a, err := newAuthenticator(AuthConfig{HS256Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range maxVerifiedTokens + 50 {
+		tok := signed(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+			"sub": "s" + strconv.Itoa(i), "scope": ScopeQueuesRead, "exp": now.Add(time.Hour).Unix()})
+		if _, err := a.authenticate(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(a.verified); n > maxVerifiedTokens {
+		t.Fatalf("%d tokens remembered, want at most %d", n, maxVerifiedTokens)
 	}
 }
