@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -66,6 +67,9 @@ const (
 	// DefaultRetryDelay is how long the scheduler waits before it tries a
 	// queue again after a failed append.
 	DefaultRetryDelay = time.Second
+	// DefaultSnapshotInterval is how often the background snapshot writer
+	// looks at the log's head.
+	DefaultSnapshotInterval = 5 * time.Second
 )
 
 // Options configure an App. The zero value is valid.
@@ -83,6 +87,18 @@ type Options struct {
 	// RetryDelay is the scheduler's pause after a failed append. Default
 	// DefaultRetryDelay.
 	RetryDelay time.Duration
+	// SnapshotPath is the command-state snapshot file. When set, New
+	// starts from it if it is valid for this log (and says why not
+	// otherwise) and replays only the events after it; WriteSnapshot
+	// writes it. Deleting the file is always safe: the next start replays
+	// the whole log.
+	SnapshotPath string
+	// SnapshotEvery writes a snapshot to SnapshotPath in the background
+	// once that many events were appended since the last one (0: never).
+	SnapshotEvery int64
+	// SnapshotInterval is how often the background writer checks whether
+	// a snapshot is due. Default DefaultSnapshotInterval.
+	SnapshotInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -98,6 +114,9 @@ func (o *Options) setDefaults() {
 	if o.RetryDelay == 0 {
 		o.RetryDelay = DefaultRetryDelay
 	}
+	if o.SnapshotInterval == 0 {
+		o.SnapshotInterval = DefaultSnapshotInterval
+	}
 }
 
 // Validate reports every problem of the options at once.
@@ -108,6 +127,15 @@ func (o Options) Validate() error {
 	}
 	if o.RetryDelay < 0 {
 		errs = append(errs, fmt.Errorf("RetryDelay must not be negative, got %s", o.RetryDelay))
+	}
+	if o.SnapshotEvery < 0 {
+		errs = append(errs, fmt.Errorf("SnapshotEvery must not be negative, got %d", o.SnapshotEvery))
+	}
+	if o.SnapshotEvery > 0 && o.SnapshotPath == "" {
+		errs = append(errs, errors.New("SnapshotEvery needs a SnapshotPath"))
+	}
+	if o.SnapshotInterval < 0 {
+		errs = append(errs, fmt.Errorf("SnapshotInterval must not be negative, got %s", o.SnapshotInterval))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("commands: options: %w", err)
@@ -138,10 +166,20 @@ type App struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
+
+	// snapMu lets one snapshot be written at a time; snapPos is the
+	// position of the last one written or loaded; snapDone is closed when
+	// the background writer (if any) has stopped.
+	snapMu   sync.Mutex
+	snapPos  atomic.Int64
+	snapDone chan struct{}
+	startup  StartupReport
 }
 
-// New rebuilds every queue's state from the log and starts the scheduler.
-// Call Close to stop it.
+// New rebuilds every queue's state — from the snapshot at
+// opts.SnapshotPath and the events after it when that is valid, else from
+// the whole log — and starts the scheduler (and the snapshot writer when
+// opts.SnapshotEvery is set). Call Close to stop them.
 func New(store EventStore, opts Options) (*App, error) {
 	if store == nil {
 		return nil, errors.New("commands: New: nil store")
@@ -160,7 +198,7 @@ func New(store EventStore, opts Options) (*App, error) {
 		done:   make(chan struct{}),
 	}
 	a.sched = newScheduler(a)
-	if err := a.rebuildAll(context.Background()); err != nil {
+	if err := a.rebuild(context.Background()); err != nil {
 		return nil, err
 	}
 	now := a.now()
@@ -170,16 +208,23 @@ func New(store EventStore, opts Options) (*App, error) {
 		qs.mu.Unlock()
 	}
 	go a.sched.run()
+	if opts.SnapshotEvery > 0 {
+		a.snapDone = make(chan struct{})
+		go a.runSnapshots()
+	}
 	return a, nil
 }
 
-// Close stops the scheduler and wakes every long poll, which then returns
-// empty. Commands after Close fail with ErrUnavailable. It does not close
-// the store.
+// Close stops the scheduler and the snapshot writer and wakes every long
+// poll, which then returns empty. Commands after Close fail with
+// ErrUnavailable; WriteSnapshot still works. It does not close the store.
 func (a *App) Close() error {
 	a.closeOnce.Do(func() {
 		close(a.closed)
 		<-a.done
+		if a.snapDone != nil {
+			<-a.snapDone
+		}
 	})
 	return nil
 }

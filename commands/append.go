@@ -154,13 +154,7 @@ func (a *App) settle(h *appendHandle) (eventstore.AppendResult, error) {
 			if err != nil {
 				s.qs.broken = true
 			} else {
-				for i, e := range s.events {
-					if p, ok := e.(domain.MessagePublished); ok {
-						if pos, found := positionIn(res, s.qs.name, s.first+int64(i)); found {
-							s.qs.agg.NotePosition(p.MessageID, pos)
-						}
-					}
-				}
+				s.notePositions(res)
 			}
 		}
 		s.qs.mu.Unlock()
@@ -169,6 +163,18 @@ func (a *App) settle(h *appendHandle) (eventstore.AppendResult, error) {
 		return res, classify(err)
 	}
 	return res, nil
+}
+
+// notePositions tells the span's queue, which the caller holds locked,
+// where the messages it published went. Noting twice is harmless.
+func (s span) notePositions(res eventstore.AppendResult) {
+	for i, e := range s.events {
+		if p, ok := e.(domain.MessagePublished); ok {
+			if pos, found := positionIn(res, s.qs.name, s.first+int64(i)); found {
+				s.qs.agg.NotePosition(p.MessageID, pos)
+			}
+		}
+	}
 }
 
 func classify(err error) error {

@@ -11,14 +11,15 @@ import (
 
 const streamPrefix = "queue-"
 
-// rebuildAll replays the whole log into fresh queue states. Reading the
-// log (SQLite, on the store's side) and decoding and applying it (here)
-// cost about the same, so they run in two goroutines, handing over pages
-// of events: start-up takes about as long as the slower of the two rather
-// than their sum.
-func (a *App) rebuildAll(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// replayFrom applies the log after position after to the queue states
+// (fresh ones for a full rebuild, the ones a snapshot at after gave
+// otherwise) and returns how many events it read. Reading the log
+// (SQLite, on the store's side) and decoding and applying it (here) cost
+// about the same, so they run in two goroutines, handing over pages of
+// events: start-up takes about as long as the slower of the two rather
+// than their sum. a.mu is held exclusively.
+func (a *App) replayFrom(ctx context.Context, after int64) (int64, error) {
+	var read int64
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	const page = 512
@@ -54,7 +55,8 @@ func (a *App) rebuildAll(ctx context.Context) error {
 		}
 	}
 	buf := make([]eventstore.Event, 0, page)
-	readErr := a.store.ReadAll(ctx, 0, func(e eventstore.Event) error {
+	readErr := a.store.ReadAll(ctx, after, func(e eventstore.Event) error {
+		read++
 		buf = append(buf, e)
 		if len(buf) < page {
 			return nil
@@ -69,12 +71,12 @@ func (a *App) rebuildAll(ctx context.Context) error {
 	close(pages)
 	<-done
 	if applyErr != nil {
-		return fmt.Errorf("commands: rebuild from the log: %w", applyErr)
+		return read, fmt.Errorf("commands: rebuild from the log: %w", applyErr)
 	}
 	if readErr != nil {
-		return fmt.Errorf("commands: rebuild from the log: %w", readErr)
+		return read, fmt.Errorf("commands: rebuild from the log: %w", readErr)
 	}
-	return nil
+	return read, nil
 }
 
 // rebuildQueue replaces a broken queue's aggregate with a replay of its
