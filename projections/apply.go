@@ -219,6 +219,9 @@ func (e *Engine) updates(t *txn) ([]queries.Update, error) {
 		if n.changed == 0 {
 			continue
 		}
+		if w, ok := e.cfg.Hub.(queueUpdateWanter); ok && !w.WantQueueUpdate(name, n.changed) {
+			continue
+		}
 		q, err := queueWithStats(t.queryRow, name, t.now)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue

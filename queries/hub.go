@@ -3,6 +3,7 @@ package queries
 import (
 	"errors"
 	"sync"
+	"time"
 )
 
 // Reasons a Subscription ended, returned by (*Subscription).Err.
@@ -29,6 +30,12 @@ type HubConfig struct {
 	// thousand subscribers share one encoding. It must be quick and must
 	// not call the hub.
 	Render func(Update) []byte
+	// Linger is how long after the last subscriber that could take a
+	// queue's queue.updated left WantQueueUpdate still says yes, so that a
+	// client reconnecting within it resumes complete. Default 5 minutes.
+	Linger time.Duration
+	// Now is the clock of Linger. Default time.Now.
+	Now func() time.Time
 }
 
 func (c *HubConfig) setDefaults() {
@@ -37,6 +44,12 @@ func (c *HubConfig) setDefaults() {
 	}
 	if c.Buffer <= 0 {
 		c.Buffer = 256
+	}
+	if c.Linger <= 0 {
+		c.Linger = 5 * time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -75,13 +88,22 @@ type Hub struct {
 	wildcard map[*Subscription]struct{}
 	closed   bool
 	dropped  uint64
+
+	// Queue updates are built only when someone may take them (see
+	// WantQueueUpdate). queueLeft is when the last subscriber that could
+	// take a queue's updates left (anyLeft: one of every queue's); skipped
+	// is the last position whose queue update was not built, per queue.
+	queueLeft map[string]time.Time
+	anyLeft   time.Time
+	skipped   map[string]int64
 }
 
 // NewHub returns an empty hub.
 func NewHub(cfg HubConfig) *Hub {
 	cfg.setDefaults()
 	return &Hub{cfg: cfg, ring: make([]Update, 0, cfg.Ring), subs: make(map[*Subscription]struct{}),
-		byQueue: make(map[string]map[*Subscription]struct{}), wildcard: make(map[*Subscription]struct{})}
+		byQueue: make(map[string]map[*Subscription]struct{}), wildcard: make(map[*Subscription]struct{}),
+		queueLeft: make(map[string]time.Time), skipped: make(map[string]int64)}
 }
 
 // SetFloor tells the hub that the read side has already applied position
@@ -153,6 +175,59 @@ func (h *Hub) Publish(updates ...Update) {
 	}
 }
 
+// WantQueueUpdate reports whether a queue.updated of queue at position
+// would reach a live subscriber, or one that left less than Linger ago and
+// may come back to resume. Building a queue update costs the read side a
+// stats query per queue per transaction, so the projections ask first.
+// When the answer is no, the hub remembers the skip: a later resume from
+// before position by a subscriber that could have taken it is incomplete
+// (Subscribe says so, and the SSE handler sends the current state
+// instead).
+func (h *Hub) WantQueueUpdate(queue string, position int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	probe := Update{Position: position, Event: EventQueueUpdated, Queue: queue}
+	for s := range h.byQueue[queue] {
+		if s.filter == nil || s.filter(probe) {
+			return true
+		}
+	}
+	for s := range h.wildcard {
+		if s.filter == nil || s.filter(probe) {
+			return true
+		}
+	}
+	now := h.cfg.Now()
+	if now.Sub(h.anyLeft) < h.cfg.Linger {
+		return true
+	}
+	if left, ok := h.queueLeft[queue]; ok {
+		if now.Sub(left) < h.cfg.Linger {
+			return true
+		}
+		delete(h.queueLeft, queue)
+	}
+	h.skipped[queue] = max(h.skipped[queue], position)
+	return false
+}
+
+// skippedSince reports whether a queue update that sub could take was
+// skipped after position after.
+func (h *Hub) skippedSince(after int64, sub *Subscription) bool {
+	if sub.noQueueUpdates {
+		return false
+	}
+	for q, pos := range h.skipped {
+		if pos <= after {
+			continue
+		}
+		if sub.filter == nil || sub.filter(Update{Position: pos, Event: EventQueueUpdated, Queue: q}) {
+			return true
+		}
+	}
+	return false
+}
+
 // markGroups sets More on every update followed by one of the same
 // position. Publish is called with whole transactions, so a position's
 // updates always arrive in one call and the last of them is known.
@@ -181,23 +256,40 @@ func (h *Hub) record(u Update) {
 // current state instead. filter may be nil; it runs under the hub's lock and
 // must be quick and must not call the hub.
 func (h *Hub) Subscribe(after int64, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
-	return h.SubscribeTo(after, nil, filter)
+	return h.SubscribeTo(after, Interest{}, filter)
 }
 
-// SubscribeTo is Subscribe limited to the updates of the given queues
-// (nil: every queue), which filter then narrows further. A subscription
-// limited to queues is indexed by them, so updates of other queues cost it
-// nothing.
-func (h *Hub) SubscribeTo(after int64, queues []string, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
-	sub = &Subscription{hub: h, filter: filter, ch: make(chan Update, h.cfg.Buffer), done: make(chan struct{})}
-	if queues != nil {
-		sub.queues = make(map[string]struct{}, len(queues))
-		for _, q := range queues {
-			sub.queues[q] = struct{}{}
+// Interest narrows a subscription in ways the hub can index; its zero
+// value takes everything the filter accepts.
+type Interest struct {
+	// Queues limits the subscription to these queues (nil: every queue).
+	Queues []string
+	// NoQueueUpdates: the subscription never takes queue.updated (nor
+	// queue.deleted) updates.
+	NoQueueUpdates bool
+}
+
+// SubscribeTo is Subscribe narrowed by in, which the filter then narrows
+// further. A subscription limited to queues is indexed by them, so updates
+// of other queues cost it nothing.
+func (h *Hub) SubscribeTo(after int64, in Interest, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
+	sub = &Subscription{hub: h, filter: filter, ch: make(chan Update, h.cfg.Buffer), done: make(chan struct{}),
+		noQueueUpdates: in.NoQueueUpdates}
+	if in.Queues != nil || in.NoQueueUpdates {
+		if in.Queues != nil {
+			sub.queues = make(map[string]struct{}, len(in.Queues))
+			for _, q := range in.Queues {
+				sub.queues[q] = struct{}{}
+			}
 		}
 		inner := filter
 		sub.filter = func(u Update) bool {
-			if _, ok := sub.queues[u.Queue]; !ok {
+			if sub.queues != nil {
+				if _, ok := sub.queues[u.Queue]; !ok {
+					return false
+				}
+			}
+			if sub.noQueueUpdates && u.Event != EventMessageUpdated {
 				return false
 			}
 			return inner == nil || inner(u)
@@ -210,7 +302,7 @@ func (h *Hub) SubscribeTo(after int64, queues []string, filter func(Update) bool
 		close(sub.done)
 		return nil, sub, false
 	}
-	complete = after >= h.floor && after <= h.last
+	complete = after >= h.floor && after <= h.last && !h.skippedSince(after, sub)
 	for i := range h.ring {
 		u := h.ring[(h.head+i)%len(h.ring)]
 		if u.Position > after && (sub.filter == nil || sub.filter(u)) {
@@ -276,6 +368,15 @@ func (h *Hub) endLocked(s *Subscription, reason error) {
 	}
 	delete(h.subs, s)
 	delete(h.wildcard, s)
+	if !s.noQueueUpdates {
+		now := h.cfg.Now()
+		if s.queues == nil {
+			h.anyLeft = now
+		}
+		for q := range s.queues {
+			h.queueLeft[q] = now
+		}
+	}
 	for q := range s.queues {
 		if set := h.byQueue[q]; set != nil {
 			delete(set, s)
@@ -293,9 +394,11 @@ type Subscription struct {
 	hub    *Hub
 	filter func(Update) bool
 	queues map[string]struct{} // nil: every queue
-	ch     chan Update
-	done   chan struct{}
-	err    error // guarded by hub.mu; set before done closes
+	// noQueueUpdates: never takes queue updates (Interest).
+	noQueueUpdates bool
+	ch             chan Update
+	done           chan struct{}
+	err            error // guarded by hub.mu; set before done closes
 }
 
 // C delivers the updates published after the subscription began, in order.

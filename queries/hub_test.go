@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func upd(pos int64, queue string) Update {
@@ -232,12 +233,12 @@ func drain(sub *Subscription) []Update {
 func TestSubscribeToQueuesGetsOnlyThoseInOrder(t *testing.T) {
 	h := NewHub(HubConfig{Ring: 100, Buffer: 100})
 	h.Publish(upd(1, "a"), upd(2, "c"))
-	backlog, ab, _ := h.SubscribeTo(0, []string{"a", "b"}, nil)
+	backlog, ab, _ := h.SubscribeTo(0, Interest{Queues: []string{"a", "b"}}, nil)
 	defer ab.Close()
 	if got := fmt.Sprint(positions(backlog)); got != "[1]" {
 		t.Fatalf("backlog %s, want [1]", got)
 	}
-	_, onlyB, _ := h.SubscribeTo(2, []string{"b"}, func(u Update) bool { return u.Event == EventMessageUpdated })
+	_, onlyB, _ := h.SubscribeTo(2, Interest{Queues: []string{"b"}}, func(u Update) bool { return u.Event == EventMessageUpdated })
 	defer onlyB.Close()
 	_, all, _ := h.Subscribe(2, nil)
 	defer all.Close()
@@ -268,8 +269,8 @@ func TestSubscribeToQueuesGetsOnlyThoseInOrder(t *testing.T) {
 
 func TestClosedSubscriptionLeavesTheQueueIndex(t *testing.T) {
 	h := NewHub(HubConfig{Buffer: 4})
-	_, sub, _ := h.SubscribeTo(0, []string{"a", "b"}, nil)
-	_, keep, _ := h.SubscribeTo(0, []string{"b"}, nil)
+	_, sub, _ := h.SubscribeTo(0, Interest{Queues: []string{"a", "b"}}, nil)
+	_, keep, _ := h.SubscribeTo(0, Interest{Queues: []string{"b"}}, nil)
 	defer keep.Close()
 	sub.Close()
 	h.Publish(upd(1, "a"), upd(2, "b"))
@@ -296,7 +297,7 @@ func BenchmarkPublishFanOut(b *testing.B) {
 	h := NewHub(HubConfig{Ring: 1000, Buffer: 1 << 20})
 	var subs []*Subscription
 	for i := range 1000 {
-		_, s, _ := h.SubscribeTo(0, []string{fmt.Sprintf("q%d", i%250)}, func(Update) bool { return true })
+		_, s, _ := h.SubscribeTo(0, Interest{Queues: []string{fmt.Sprintf("q%d", i%250)}}, func(Update) bool { return true })
 		subs = append(subs, s)
 	}
 	pack := make([]Update, 32)
@@ -311,5 +312,70 @@ func BenchmarkPublishFanOut(b *testing.B) {
 		for _, s := range subs {
 			drain(s)
 		}
+	}
+}
+
+func TestQueueUpdatesAreWantedOnlyByThoseWhoCanTakeThem(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := NewHub(HubConfig{Linger: time.Minute, Now: func() time.Time { return now }})
+	if h.WantQueueUpdate("a", 1) {
+		t.Fatal("wanted with no subscriber at all")
+	}
+	_, msgs, _ := h.SubscribeTo(1, Interest{Queues: []string{"a"}, NoQueueUpdates: true}, nil)
+	if h.WantQueueUpdate("a", 2) {
+		t.Fatal("wanted by a subscriber of message updates only")
+	}
+	_, onA, _ := h.SubscribeTo(2, Interest{Queues: []string{"a"}}, nil)
+	if !h.WantQueueUpdate("a", 3) || h.WantQueueUpdate("b", 3) {
+		t.Fatal("a subscriber of queue a: want a, not b")
+	}
+	_, notB, _ := h.Subscribe(3, func(u Update) bool { return u.Queue != "b" })
+	if h.WantQueueUpdate("b", 4) || !h.WantQueueUpdate("c", 4) {
+		t.Fatal("a subscriber of every queue but b: want c, not b")
+	}
+	msgs.Close()
+	notB.Close()
+	onA.Close()
+	// Within the linger a leaver may come back: still wanted.
+	now = now.Add(30 * time.Second)
+	if !h.WantQueueUpdate("a", 5) || !h.WantQueueUpdate("c", 5) {
+		t.Fatal("not wanted within the linger after the subscribers left")
+	}
+	now = now.Add(time.Minute)
+	if h.WantQueueUpdate("a", 6) || h.WantQueueUpdate("c", 6) {
+		t.Fatal("still wanted after the linger")
+	}
+}
+
+func TestResumeAcrossASkippedQueueUpdateIsIncomplete(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := NewHub(HubConfig{Linger: time.Minute, Now: func() time.Time { return now }})
+	h.Publish(upd(1, "a"))
+	if h.WantQueueUpdate("a", 2) {
+		t.Fatal("wanted with no subscriber")
+	}
+	msg := upd(2, "a")
+	msg.Event = EventMessageUpdated
+	h.Publish(msg) // position 2 changed queue a, whose update was skipped
+
+	if _, sub, complete := h.Subscribe(1, nil); complete {
+		t.Fatal("a resume from 1 that would take queue a's updates says complete; position 2's was never built")
+	} else {
+		sub.Close()
+	}
+	if _, sub, complete := h.SubscribeTo(1, Interest{Queues: []string{"a"}, NoQueueUpdates: true}, nil); !complete {
+		t.Fatal("a resume of message updates only is complete: none was skipped")
+	} else {
+		sub.Close()
+	}
+	if _, sub, complete := h.SubscribeTo(1, Interest{Queues: []string{"b"}}, nil); !complete {
+		t.Fatal("a resume of queue b is complete: only a's update was skipped")
+	} else {
+		sub.Close()
+	}
+	if _, sub, complete := h.Subscribe(2, nil); !complete {
+		t.Fatal("a resume from 2 is complete: the skip was at 2")
+	} else {
+		sub.Close()
 	}
 }

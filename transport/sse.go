@@ -121,11 +121,14 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		defer s.streams.release(caller.subject)
 
 		filter := req.accepts(caller)
-		var only []string // nil: every queue; the hub indexes the others by queue
+		// What the hub can index: the queues named (nil: every queue), and
+		// whether queue updates are wanted at all (building them costs the
+		// read side a query, so it builds them only for someone).
+		in := queries.Interest{NoQueueUpdates: !req.kinds[kindQueue]}
 		if req.queues != nil {
-			only = make([]string, 0, len(req.queues))
+			in.Queues = make([]string, 0, len(req.queues))
 			for q := range req.queues {
-				only = append(only, q)
+				in.Queues = append(in.Queues, q)
 			}
 		}
 		var (
@@ -136,7 +139,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		)
 		if req.resume {
 			var complete bool
-			backlog, sub, complete = s.deps.Hub.SubscribeTo(req.after, only, filter)
+			backlog, sub, complete = s.deps.Hub.SubscribeTo(req.after, in, filter)
 			floor = req.after
 			if !complete {
 				floor, snapshot = s.deps.Queries.Position(), true
@@ -145,7 +148,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 			// P is read before subscribing: everything after P reaches the
 			// subscription, and the snapshot, read later, reflects at least P.
 			floor, snapshot = s.deps.Queries.Position(), true
-			backlog, sub, _ = s.deps.Hub.SubscribeTo(floor, only, filter)
+			backlog, sub, _ = s.deps.Hub.SubscribeTo(floor, in, filter)
 		}
 		defer sub.Close()
 
