@@ -39,6 +39,9 @@ const (
 	eventsFile    = "events.db"
 	readModelFile = "readmodel.db"
 	nodeIDFile    = "node-id"
+	// snapshotFile is the command state at one log position, so that a
+	// start-up replays only the events after it. Deleting it is safe.
+	snapshotFile = "commands.snapshot"
 )
 
 // serveConfig is the parsed configuration of `ledgerq serve`.
@@ -59,6 +62,7 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	maxLag          int64
 	debugAddr       string
+	snapshotEvery   int64
 }
 
 func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, error) {
@@ -80,6 +84,7 @@ func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, erro
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); keep it private")
 	fs.Int64Var(&c.maxLag, "max-projection-lag", 100000, "events the read side may lag behind the log before /readyz answers 503")
+	fs.Int64Var(&c.snapshotEvery, "snapshot-every", 250000, "write a command-state snapshot (DATA/"+snapshotFile+") every N events, so that a start-up replays only the log after it; 0: only at a clean shutdown")
 	if err := parseFlags(fs, args, env); err != nil {
 		return c, err
 	}
@@ -97,6 +102,9 @@ func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, erro
 	}
 	if c.logFormat != "json" && c.logFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", c.logFormat))
+	}
+	if c.snapshotEvery < 0 {
+		errs = append(errs, fmt.Errorf("--snapshot-every %d: want 0 (off) or a number of events", c.snapshotEvery))
 	}
 	if _, err := logrus.ParseLevel(c.logLevel); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level: %w", err))
@@ -139,14 +147,15 @@ func newLogger(format, level string, out io.Writer) *logrus.Logger {
 // node is everything `serve` runs, in start order; close stops it in
 // reverse order.
 type node struct {
-	log     *logrus.Logger
-	store   *eventstore.Store
-	app     *commands.App
-	bus     *relay.Bus
-	relay   *relay.Relay
-	engine  *projections.Engine
-	hub     *queries.Hub
-	metrics *transport.Metrics
+	log          *logrus.Logger
+	store        *eventstore.Store
+	app          *commands.App
+	snapshotPath string
+	bus          *relay.Bus
+	relay        *relay.Relay
+	engine       *projections.Engine
+	hub          *queries.Hub
+	metrics      *transport.Metrics
 
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
@@ -307,11 +316,22 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 			return nil, fmt.Errorf("event store: %w", err)
 		}
 		start := time.Now()
-		n.app, err = commands.New(n.store, commands.Options{Logger: log.WithField("component", "commands")})
+		n.snapshotPath = filepath.Join(cfg.data, snapshotFile)
+		n.app, err = commands.New(n.store, commands.Options{Logger: log.WithField("component", "commands"),
+			SnapshotPath: n.snapshotPath, SnapshotEvery: cfg.snapshotEvery})
 		if err != nil {
 			return nil, fmt.Errorf("command state: %w", err)
 		}
-		log.WithFields(logrus.Fields{"events": n.store.Head(), "took_ms": time.Since(start).Milliseconds()}).Info("command state rebuilt from the log")
+		took := time.Since(start)
+		st := n.app.Startup()
+		if st.SnapshotUsed {
+			log.WithFields(logrus.Fields{"path": n.snapshotPath, "position": st.SnapshotPosition, "queues": st.SnapshotQueues,
+				"took_ms": st.SnapshotLoad.Milliseconds()}).Info("command state: snapshot used")
+		} else {
+			log.WithFields(logrus.Fields{"path": n.snapshotPath, "reason": st.SnapshotProblem}).Info("command state: snapshot not used; replaying the whole log")
+		}
+		log.WithFields(logrus.Fields{"events": n.store.Head(), "replayed": st.Replayed, "from_snapshot": st.SnapshotUsed,
+			"took_ms": took.Milliseconds()}).Info("command state rebuilt from the log")
 		source = n.store
 		upcast = n.store.Upcast
 	}
@@ -494,6 +514,16 @@ func (n *node) close() {
 	}
 	if n.bus != nil {
 		n.bus.Close()
+	}
+	if n.app != nil {
+		// The command side is stopped and nothing appends any more: the
+		// next start-up then replays nothing.
+		start := time.Now()
+		if pos, err := n.app.WriteSnapshot(context.Background(), n.snapshotPath); err != nil {
+			n.log.WithError(err).Warn("final command-state snapshot failed; the next start-up replays more of the log")
+		} else {
+			n.log.WithFields(logrus.Fields{"position": pos, "took_ms": time.Since(start).Milliseconds()}).Info("final command-state snapshot written")
+		}
 	}
 	if n.store != nil {
 		if err := n.store.Close(); err != nil {
