@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -401,8 +403,10 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 }
 
 // startupRows tops the first server's log up to startupEvents events,
-// restarts it and times the start-up, then alternates the raw scan + decode
-// limit with `ledgerq replay` on the stopped server's data.
+// restarts it and times the start-up (from the command-state snapshot the
+// clean stop wrote), times it again with the snapshot removed (as after a
+// crash before any snapshot), then alternates the raw scan + decode limit
+// with `ledgerq replay` on the stopped server's data.
 func (s *benchSession) startupRows(ctx context.Context, queues []string) []benchRow {
 	n := s.cfg.startupEvents
 	start := benchRow{Name: fmt.Sprintf("Start-up: state rebuilt from %s events", human(float64(n))), Unit: "s", Op: "<=", Target: 3}
@@ -441,6 +445,12 @@ func (s *benchSession) startupRows(ctx context.Context, queues []string) []bench
 		replay.Skip = err.Error()
 		return []benchRow{start, replay}
 	}
+	note, err := s.startupWithoutSnapshot(ctx, head)
+	start.Note = note
+	if err != nil {
+		replay.Skip = err.Error()
+		return []benchRow{start, replay}
+	}
 	db, err := limits.FindEventsDB(s.dataDir)
 	if err != nil {
 		replay.Skip = err.Error()
@@ -462,6 +472,29 @@ func (s *benchSession) startupRows(ctx context.Context, queues []string) []bench
 		replay.Ledgerq = append(replay.Ledgerq, rr.Rate)
 	}
 	return []benchRow{start, replay}
+}
+
+// startupWithoutSnapshot times a restart of the stopped server with its
+// command-state snapshot removed, so that it replays the whole log, and
+// says so for the start-up row's note. It leaves the server stopped (and a
+// new snapshot written by that stop).
+func (s *benchSession) startupWithoutSnapshot(ctx context.Context, head int64) (string, error) {
+	notMeasured := func(err error) (string, error) {
+		return "without a snapshot: not measured (" + err.Error() + ").", err
+	}
+	if err := os.Remove(filepath.Join(s.dataDir, snapshotFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return notMeasured(err)
+	}
+	srv, took, err := startBenchServer(ctx, s.exe, s.dataDir, s.secret, filepath.Join(s.dir, "serve-restart-no-snapshot.log"), s.serverArgs()...)
+	if err != nil {
+		return notMeasured(err)
+	}
+	s.server = srv
+	s.record(benchRun{Phase: "start-up", Target: "ledgerq, no snapshot", Unit: "s", Ops: head, Seconds: took.Seconds(), Rate: took.Seconds()})
+	if err := s.server.stop(); err != nil {
+		return notMeasured(err)
+	}
+	return fmt.Sprintf("without a snapshot (after a crash): %.2f s.", took.Seconds()), nil
 }
 
 // mib prints a byte count in MiB.
