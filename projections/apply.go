@@ -200,6 +200,12 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 	return nil
 }
 
+// wants asks the hub, when it can say, whether an update would reach anyone.
+func (e *Engine) wants(event, queue string, pos int64) bool {
+	w, ok := e.cfg.Hub.(updateWanter)
+	return !ok || w.WantUpdate(event, queue, pos)
+}
+
 // updates turns the transaction's notes into hub updates, read inside the
 // transaction so that they show exactly what commits. One update per queue
 // and per message per transaction: each carries the whole current state, so
@@ -219,7 +225,7 @@ func (e *Engine) updates(t *txn) ([]queries.Update, error) {
 		if n.changed == 0 {
 			continue
 		}
-		if w, ok := e.cfg.Hub.(queueUpdateWanter); ok && !w.WantQueueUpdate(name, n.changed) {
+		if !e.wants(queries.EventQueueUpdated, name, n.changed) {
 			continue
 		}
 		q, err := queueWithStats(t.queryRow, name, t.now)
@@ -236,6 +242,10 @@ func (e *Engine) updates(t *txn) ([]queries.Update, error) {
 		out = append(out, queries.Update{Position: n.changed, Event: queries.EventQueueUpdated, Queue: name, Data: data})
 	}
 	for id, pos := range t.messages {
+		queue, ok := e.msgs.queueOf(id)
+		if !ok || !e.wants(queries.EventMessageUpdated, queue, pos) {
+			continue
+		}
 		s, ok := e.msgs.summary(id, t.now)
 		if !ok {
 			continue

@@ -30,12 +30,13 @@ type UpdatePublisher interface {
 	SetFloor(position int64)
 }
 
-// queueUpdateWanter is an optional capability of an UpdatePublisher (the
-// hub has it): it says whether a queue.updated for queue at position would
-// reach anyone. Building one costs a stats query, so when the answer is no
-// it is not built.
-type queueUpdateWanter interface {
-	WantQueueUpdate(queue string, position int64) bool
+// updateWanter is an optional capability of an UpdatePublisher (the hub
+// has it): it says whether an update of kind event (queries.EventQueueUpdated,
+// queries.EventMessageUpdated) about queue at position would reach anyone.
+// Building one costs a stats query or a summary and its JSON, so when the
+// answer is no it is not built.
+type updateWanter interface {
+	WantUpdate(event, queue string, position int64) bool
 }
 
 // DefaultTopic is the bus topic the relay publishes packs on (relay.Topic).

@@ -342,6 +342,15 @@ func (p *messagesProjection) flush(t *txn) error {
 	return nil
 }
 
+// queueOf is the queue of a message changed in the current transaction.
+func (p *messagesProjection) queueOf(id string) (string, bool) {
+	r, ok := p.rows[id]
+	if !ok {
+		return "", false
+	}
+	return r.queue, true
+}
+
 // summary is the message.updated payload of a message changed in the
 // current transaction (flushed, not yet committed).
 func (p *messagesProjection) summary(id string, now int64) (queries.MessageSummary, bool) {

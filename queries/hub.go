@@ -26,7 +26,8 @@ type HubConfig struct {
 	// fill up is dropped. Default 256.
 	Buffer int
 	// Render, when set, turns an update into the bytes subscribers are sent
-	// (Update.Frame). It runs once per update under the hub's lock, so a
+	// (Update.Frame). It runs at most once per update, under the hub's
+	// lock, and only for updates someone takes (live or from the ring), so a
 	// thousand subscribers share one encoding. It must be quick and must
 	// not call the hub.
 	Render func(Update) []byte
@@ -89,13 +90,13 @@ type Hub struct {
 	closed   bool
 	dropped  uint64
 
-	// Queue updates are built only when someone may take them (see
-	// WantQueueUpdate). queueLeft is when the last subscriber that could
-	// take a queue's updates left (anyLeft: one of every queue's); skipped
-	// is the last position whose queue update was not built, per queue.
-	queueLeft map[string]time.Time
-	anyLeft   time.Time
-	skipped   map[string]int64
+	// Updates are built only when someone may take them (see WantUpdate).
+	// left is when the last subscriber that could take an event kind of a
+	// queue left (anyLeft: of every queue); skipped is the last position
+	// whose update of that kind and queue was not built.
+	left    map[wantKey]time.Time
+	anyLeft map[string]time.Time
+	skipped map[wantKey]int64
 }
 
 // NewHub returns an empty hub.
@@ -103,7 +104,7 @@ func NewHub(cfg HubConfig) *Hub {
 	cfg.setDefaults()
 	return &Hub{cfg: cfg, ring: make([]Update, 0, cfg.Ring), subs: make(map[*Subscription]struct{}),
 		byQueue: make(map[string]map[*Subscription]struct{}), wildcard: make(map[*Subscription]struct{}),
-		queueLeft: make(map[string]time.Time), skipped: make(map[string]int64)}
+		left: make(map[wantKey]time.Time), anyLeft: make(map[string]time.Time), skipped: make(map[wantKey]int64)}
 }
 
 // SetFloor tells the hub that the read side has already applied position
@@ -126,37 +127,36 @@ func (h *Hub) Publish(updates ...Update) {
 	if h.closed {
 		return
 	}
-	if h.cfg.Render != nil {
-		// Render into a copy: the caller's slice is not ours to change.
-		updates = append([]Update(nil), updates...)
-		for i := range updates {
-			updates[i].Frame = h.cfg.Render(updates[i])
-		}
-	}
-	for _, u := range updates {
-		h.record(u)
-	}
 	// Each interested subscriber's accepted updates, in order; subscribers
 	// in the order they were first touched (any order would do: each one's
 	// own updates stay in order).
 	var order []*Subscription
 	accepted := make(map[*Subscription][]Update)
-	offer := func(s *Subscription, u Update) {
-		if s.filter != nil && !s.filter(u) {
-			return
-		}
-		got, seen := accepted[s]
-		if !seen {
-			order = append(order, s)
-		}
-		accepted[s] = append(got, u)
-	}
-	for _, u := range updates {
+	var takers []*Subscription
+	for _, u := range updates { // u is a copy: the caller's slice is not ours to change
+		takers = takers[:0]
 		for s := range h.byQueue[u.Queue] {
-			offer(s, u)
+			if s.filter == nil || s.filter(u) {
+				takers = append(takers, s)
+			}
 		}
 		for s := range h.wildcard {
-			offer(s, u)
+			if s.filter == nil || s.filter(u) {
+				takers = append(takers, s)
+			}
+		}
+		// Rendered once for all its takers; one nobody takes now is
+		// rendered if a resume ever takes it from the ring.
+		if len(takers) > 0 && h.cfg.Render != nil && u.Frame == nil {
+			u.Frame = h.cfg.Render(u)
+		}
+		h.record(u)
+		for _, s := range takers {
+			got, seen := accepted[s]
+			if !seen {
+				order = append(order, s)
+			}
+			accepted[s] = append(got, u)
 		}
 	}
 	for _, s := range order {
@@ -175,18 +175,21 @@ func (h *Hub) Publish(updates ...Update) {
 	}
 }
 
-// WantQueueUpdate reports whether a queue.updated of queue at position
-// would reach a live subscriber, or one that left less than Linger ago and
-// may come back to resume. Building a queue update costs the read side a
-// stats query per queue per transaction, so the projections ask first.
-// When the answer is no, the hub remembers the skip: a later resume from
-// before position by a subscriber that could have taken it is incomplete
-// (Subscribe says so, and the SSE handler sends the current state
-// instead).
-func (h *Hub) WantQueueUpdate(queue string, position int64) bool {
+// wantKey is an update kind (Update.Event) of one queue.
+type wantKey struct{ event, queue string }
+
+// WantUpdate reports whether an update of kind event (Update.Event) about
+// queue at position would reach a live subscriber, or one that left less
+// than Linger ago and may come back to resume. Building an update costs the
+// read side (a stats query for queue.updated, a summary and its JSON for
+// message.updated), so the projections ask first. When the answer is no,
+// the hub remembers the skip: a later resume from before position by a
+// subscriber that could have taken it is incomplete (Subscribe says so, and
+// the SSE handler sends the current state instead).
+func (h *Hub) WantUpdate(event, queue string, position int64) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	probe := Update{Position: position, Event: EventQueueUpdated, Queue: queue}
+	probe := Update{Position: position, Event: event, Queue: queue}
 	for s := range h.byQueue[queue] {
 		if s.filter == nil || s.filter(probe) {
 			return true
@@ -198,30 +201,28 @@ func (h *Hub) WantQueueUpdate(queue string, position int64) bool {
 		}
 	}
 	now := h.cfg.Now()
-	if now.Sub(h.anyLeft) < h.cfg.Linger {
+	if now.Sub(h.anyLeft[event]) < h.cfg.Linger {
 		return true
 	}
-	if left, ok := h.queueLeft[queue]; ok {
+	k := wantKey{event, queue}
+	if left, ok := h.left[k]; ok {
 		if now.Sub(left) < h.cfg.Linger {
 			return true
 		}
-		delete(h.queueLeft, queue)
+		delete(h.left, k)
 	}
-	h.skipped[queue] = max(h.skipped[queue], position)
+	h.skipped[k] = max(h.skipped[k], position)
 	return false
 }
 
-// skippedSince reports whether a queue update that sub could take was
-// skipped after position after.
+// skippedSince reports whether an update that sub could take was skipped
+// after position after.
 func (h *Hub) skippedSince(after int64, sub *Subscription) bool {
-	if sub.noQueueUpdates {
-		return false
-	}
-	for q, pos := range h.skipped {
+	for k, pos := range h.skipped {
 		if pos <= after {
 			continue
 		}
-		if sub.filter == nil || sub.filter(Update{Position: pos, Event: EventQueueUpdated, Queue: q}) {
+		if sub.filter == nil || sub.filter(Update{Position: pos, Event: k.event, Queue: k.queue}) {
 			return true
 		}
 	}
@@ -267,6 +268,8 @@ type Interest struct {
 	// NoQueueUpdates: the subscription never takes queue.updated (nor
 	// queue.deleted) updates.
 	NoQueueUpdates bool
+	// NoMessageUpdates: the subscription never takes message.updated.
+	NoMessageUpdates bool
 }
 
 // SubscribeTo is Subscribe narrowed by in, which the filter then narrows
@@ -274,8 +277,8 @@ type Interest struct {
 // of other queues cost it nothing.
 func (h *Hub) SubscribeTo(after int64, in Interest, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
 	sub = &Subscription{hub: h, filter: filter, ch: make(chan Update, h.cfg.Buffer), done: make(chan struct{}),
-		noQueueUpdates: in.NoQueueUpdates}
-	if in.Queues != nil || in.NoQueueUpdates {
+		noQueueUpdates: in.NoQueueUpdates, noMessageUpdates: in.NoMessageUpdates}
+	if in.Queues != nil || in.NoQueueUpdates || in.NoMessageUpdates {
 		if in.Queues != nil {
 			sub.queues = make(map[string]struct{}, len(in.Queues))
 			for _, q := range in.Queues {
@@ -289,7 +292,8 @@ func (h *Hub) SubscribeTo(after int64, in Interest, filter func(Update) bool) (b
 					return false
 				}
 			}
-			if sub.noQueueUpdates && u.Event != EventMessageUpdated {
+			if u.Event == EventMessageUpdated && sub.noMessageUpdates ||
+				u.Event != EventMessageUpdated && sub.noQueueUpdates {
 				return false
 			}
 			return inner == nil || inner(u)
@@ -304,8 +308,13 @@ func (h *Hub) SubscribeTo(after int64, in Interest, filter func(Update) bool) (b
 	}
 	complete = after >= h.floor && after <= h.last && !h.skippedSince(after, sub)
 	for i := range h.ring {
-		u := h.ring[(h.head+i)%len(h.ring)]
+		at := (h.head + i) % len(h.ring)
+		u := h.ring[at]
 		if u.Position > after && (sub.filter == nil || sub.filter(u)) {
+			if u.Frame == nil && h.cfg.Render != nil {
+				u.Frame = h.cfg.Render(u)
+				h.ring[at].Frame = u.Frame
+			}
 			backlog = append(backlog, u)
 		}
 	}
@@ -368,21 +377,21 @@ func (h *Hub) endLocked(s *Subscription, reason error) {
 	}
 	delete(h.subs, s)
 	delete(h.wildcard, s)
-	if !s.noQueueUpdates {
-		now := h.cfg.Now()
-		if s.queues == nil {
-			h.anyLeft = now
-		}
-		for q := range s.queues {
-			h.queueLeft[q] = now
-		}
-	}
 	for q := range s.queues {
 		if set := h.byQueue[q]; set != nil {
 			delete(set, s)
 			if len(set) == 0 {
 				delete(h.byQueue, q)
 			}
+		}
+	}
+	now := h.cfg.Now()
+	for _, event := range s.events() {
+		if s.queues == nil {
+			h.anyLeft[event] = now
+		}
+		for q := range s.queues {
+			h.left[wantKey{event, q}] = now
 		}
 	}
 	s.err = reason
@@ -394,11 +403,24 @@ type Subscription struct {
 	hub    *Hub
 	filter func(Update) bool
 	queues map[string]struct{} // nil: every queue
-	// noQueueUpdates: never takes queue updates (Interest).
-	noQueueUpdates bool
-	ch             chan Update
-	done           chan struct{}
-	err            error // guarded by hub.mu; set before done closes
+	// noQueueUpdates, noMessageUpdates: as in Interest.
+	noQueueUpdates, noMessageUpdates bool
+	ch                               chan Update
+	done                             chan struct{}
+	err                              error // guarded by hub.mu; set before done closes
+}
+
+// events are the kinds of update (Update.Event) WantUpdate is asked about
+// that s may take.
+func (s *Subscription) events() []string {
+	var out []string
+	if !s.noQueueUpdates {
+		out = append(out, EventQueueUpdated)
+	}
+	if !s.noMessageUpdates {
+		out = append(out, EventMessageUpdated)
+	}
+	return out
 }
 
 // C delivers the updates published after the subscription began, in order.

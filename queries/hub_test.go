@@ -318,19 +318,19 @@ func BenchmarkPublishFanOut(b *testing.B) {
 func TestQueueUpdatesAreWantedOnlyByThoseWhoCanTakeThem(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := NewHub(HubConfig{Linger: time.Minute, Now: func() time.Time { return now }})
-	if h.WantQueueUpdate("a", 1) {
+	if h.WantUpdate(EventQueueUpdated, "a", 1) {
 		t.Fatal("wanted with no subscriber at all")
 	}
 	_, msgs, _ := h.SubscribeTo(1, Interest{Queues: []string{"a"}, NoQueueUpdates: true}, nil)
-	if h.WantQueueUpdate("a", 2) {
+	if h.WantUpdate(EventQueueUpdated, "a", 2) {
 		t.Fatal("wanted by a subscriber of message updates only")
 	}
 	_, onA, _ := h.SubscribeTo(2, Interest{Queues: []string{"a"}}, nil)
-	if !h.WantQueueUpdate("a", 3) || h.WantQueueUpdate("b", 3) {
+	if !h.WantUpdate(EventQueueUpdated, "a", 3) || h.WantUpdate(EventQueueUpdated, "b", 3) {
 		t.Fatal("a subscriber of queue a: want a, not b")
 	}
 	_, notB, _ := h.Subscribe(3, func(u Update) bool { return u.Queue != "b" })
-	if h.WantQueueUpdate("b", 4) || !h.WantQueueUpdate("c", 4) {
+	if h.WantUpdate(EventQueueUpdated, "b", 4) || !h.WantUpdate(EventQueueUpdated, "c", 4) {
 		t.Fatal("a subscriber of every queue but b: want c, not b")
 	}
 	msgs.Close()
@@ -338,12 +338,44 @@ func TestQueueUpdatesAreWantedOnlyByThoseWhoCanTakeThem(t *testing.T) {
 	onA.Close()
 	// Within the linger a leaver may come back: still wanted.
 	now = now.Add(30 * time.Second)
-	if !h.WantQueueUpdate("a", 5) || !h.WantQueueUpdate("c", 5) {
+	if !h.WantUpdate(EventQueueUpdated, "a", 5) || !h.WantUpdate(EventQueueUpdated, "c", 5) {
 		t.Fatal("not wanted within the linger after the subscribers left")
 	}
 	now = now.Add(time.Minute)
-	if h.WantQueueUpdate("a", 6) || h.WantQueueUpdate("c", 6) {
+	if h.WantUpdate(EventQueueUpdated, "a", 6) || h.WantUpdate(EventQueueUpdated, "c", 6) {
 		t.Fatal("still wanted after the linger")
+	}
+}
+
+func TestMessageUpdatesAreWantedOnlyByThoseWhoCanTakeThem(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	h := NewHub(HubConfig{Linger: time.Minute, Now: func() time.Time { return now }})
+	_, queuesOnly, _ := h.SubscribeTo(0, Interest{NoMessageUpdates: true}, nil)
+	if h.WantUpdate(EventMessageUpdated, "a", 1) || !h.WantUpdate(EventQueueUpdated, "a", 1) {
+		t.Fatal("a subscriber of queue updates only: want queue updates, not message updates")
+	}
+	_, onA, _ := h.SubscribeTo(0, Interest{Queues: []string{"a"}, NoQueueUpdates: true}, nil)
+	if !h.WantUpdate(EventMessageUpdated, "a", 2) || h.WantUpdate(EventMessageUpdated, "b", 2) {
+		t.Fatal("a subscriber of queue a's messages: want a's, not b's")
+	}
+	queuesOnly.Close()
+	onA.Close()
+	now = now.Add(2 * time.Minute)
+	if h.WantUpdate(EventMessageUpdated, "a", 3) {
+		t.Fatal("wanted after the linger")
+	}
+	h.Publish(upd(3, "c")) // position 3 also changed queue c
+	// The skip at 3 makes a resume from 2 of a's messages incomplete, not
+	// one of queue updates only.
+	if _, sub, complete := h.SubscribeTo(2, Interest{Queues: []string{"a"}, NoQueueUpdates: true}, nil); complete {
+		t.Fatal("a resume across a skipped message update says complete")
+	} else {
+		sub.Close()
+	}
+	if _, sub, complete := h.SubscribeTo(2, Interest{NoMessageUpdates: true}, nil); !complete {
+		t.Fatal("a resume of queue updates only is incomplete, but no queue update was skipped")
+	} else {
+		sub.Close()
 	}
 }
 
@@ -351,7 +383,7 @@ func TestResumeAcrossASkippedQueueUpdateIsIncomplete(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	h := NewHub(HubConfig{Linger: time.Minute, Now: func() time.Time { return now }})
 	h.Publish(upd(1, "a"))
-	if h.WantQueueUpdate("a", 2) {
+	if h.WantUpdate(EventQueueUpdated, "a", 2) {
 		t.Fatal("wanted with no subscriber")
 	}
 	msg := upd(2, "a")

@@ -122,9 +122,9 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 
 		filter := req.accepts(caller)
 		// What the hub can index: the queues named (nil: every queue), and
-		// whether queue updates are wanted at all (building them costs the
-		// read side a query, so it builds them only for someone).
-		in := queries.Interest{NoQueueUpdates: !req.kinds[kindQueue]}
+		// the kinds wanted (building an update costs the read side, so it
+		// builds only those someone may take).
+		in := queries.Interest{NoQueueUpdates: !req.kinds[kindQueue], NoMessageUpdates: !req.kinds[kindMessage]}
 		if req.queues != nil {
 			in.Queues = make([]string, 0, len(req.queues))
 			for q := range req.queues {
