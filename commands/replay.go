@@ -13,12 +13,15 @@ const streamPrefix = "queue-"
 
 // replayFrom applies the log after position after to the queue states
 // (fresh ones for a full rebuild, the ones a snapshot at after gave
-// otherwise) and returns how many events it read. Reading the log
+// otherwise) and returns how many events it read. skip holds the stream
+// version of each queue a snapshot gave: its events up to that version
+// are in the state already (a snapshot copies queues one after the other,
+// so a copy may hold events after its position). Reading the log
 // (SQLite, on the store's side) and decoding and applying it (here) cost
 // about the same, so they run in two goroutines, handing over pages of
 // events: start-up takes about as long as the slower of the two rather
 // than their sum. a.mu is held exclusively.
-func (a *App) replayFrom(ctx context.Context, after int64) (int64, error) {
+func (a *App) replayFrom(ctx context.Context, after int64, skip map[string]int64) (int64, error) {
 	var read int64
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -36,6 +39,9 @@ func (a *App) replayFrom(ctx context.Context, after int64) (int64, error) {
 				name, ok := strings.CutPrefix(e.StreamID, streamPrefix)
 				if !ok {
 					// Not a queue stream: nothing the command side keeps.
+					continue
+				}
+				if v, ok := skip[name]; ok && e.Version <= v {
 					continue
 				}
 				if err := replayInto(a.stateFor(name).agg, e); err != nil {

@@ -81,8 +81,8 @@ type SnapshotStats struct {
 	Queues   int
 	Messages int
 	Bytes    int64
-	// Locked is how long the queues were locked: from taking the first
-	// lock until releasing the last one.
+	// Locked is the longest time one queue was locked for the snapshot
+	// (each is locked only while its own state is copied).
 	Locked time.Duration
 	// Took is the whole write, file sync included.
 	Took time.Duration
@@ -114,7 +114,14 @@ func (a *App) rebuild(ctx context.Context) error {
 			clear(a.queues)
 		}
 	}
-	n, err := a.replayFrom(ctx, after)
+	var skip map[string]int64
+	if rep.SnapshotUsed {
+		skip = make(map[string]int64, len(a.queues))
+		for name, qs := range a.queues {
+			skip[name] = qs.agg.Version()
+		}
+	}
+	n, err := a.replayFrom(ctx, after, skip)
 	if err != nil && rep.SnapshotUsed {
 		// The snapshot passed every check and still does not fit the log
 		// after it: a bug, but the log can still say the truth.
@@ -122,7 +129,7 @@ func (a *App) rebuild(ctx context.Context) error {
 		*rep = StartupReport{SnapshotProblem: "the log after the snapshot does not fit it: " + err.Error()}
 		a.snapPos.Store(0)
 		clear(a.queues)
-		n, err = a.replayFrom(ctx, 0)
+		n, err = a.replayFrom(ctx, 0, nil)
 	}
 	rep.Replayed = n
 	rep.Took = time.Since(start)
@@ -306,10 +313,10 @@ func decodeQueues(blobs [][]byte) ([]*domain.Queue, error) {
 }
 
 // WriteSnapshot writes the whole command state to path, atomically, and
-// returns the log position it is at. The queues are locked only while
-// every append still pending on them settles and their state is copied;
-// encoding and writing the file happen after. A queue left broken by a
-// failed append is rebuilt from the log first. It works after Close too
+// returns the log position it starts from. Each queue is locked only while
+// its own state is copied; waiting for the appends still pending, encoding
+// and writing the file happen after. A queue left broken by a failed
+// append is rebuilt from the log first. It works after Close too
 // (a clean shutdown's last snapshot), as long as the store is open.
 func (a *App) WriteSnapshot(ctx context.Context, path string) (int64, error) {
 	st, err := a.writeSnapshot(ctx, path)
@@ -354,63 +361,74 @@ func (a *App) writeSnapshot(ctx context.Context, path string) (SnapshotStats, er
 
 func msFloat(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// capture locks every queue, lets every pending append settle, takes the
-// log's head and copies each queue's state. Until the head is taken the
-// registry is held too, so that no queue is created meanwhile: every
-// event up to the head is in the copied state, none after it.
-func (a *App) capture(ctx context.Context) (pos int64, images []*domain.QueueImage, locked time.Duration, err error) {
+// capture copies every queue's state and returns the log position P the
+// snapshot starts from. Each queue is locked only while its own state is
+// copied, one after the other: the copies are not all of one moment, but
+// each holds every event of its queue up to P (and maybe some after it),
+// and its stream version says where it stands. A start-up replays the log
+// after P and skips, per queue, the events the copy already holds.
+//
+// An append still pending when a queue is copied is in the copy (a
+// decision applies its events before it submits them). Such appends are
+// waited for once every queue is copied, and their published messages'
+// positions noted in the copies; if one of them fails, a copy holds
+// events the log does not, and the snapshot is abandoned.
+func (a *App) capture(ctx context.Context) (pos int64, images []*domain.QueueImage, longest time.Duration, err error) {
+	// Under the registry's lock no create, configure or delete is half
+	// done: every queue whose events are at or before P is listed.
 	a.mu.RLock()
+	pos = a.store.Head()
 	qss := slices.SortedFunc(maps.Values(a.queues), func(x, y *queueState) int { return strings.Compare(x.name, y.name) })
-	lockStart := time.Now()
-	held := 0
-	release := func() {
-		for _, qs := range qss[:held] {
-			qs.mu.Unlock()
-		}
-	}
+	a.mu.RUnlock()
+
+	pending := make(map[*appendHandle]struct{})
+	byName := make(map[string]*domain.QueueImage, len(qss))
+	images = make([]*domain.QueueImage, 0, len(qss))
 	for _, qs := range qss {
+		// The copy's memory is allocated before the lock is taken for the
+		// copy: a large allocation may have to help the garbage collector.
+		qs.mu.Lock()
+		room := qs.agg.ImageCapacity()
+		qs.mu.Unlock()
+		buf := domain.ReserveImage(room + room/8 + 64)
+		// A queue left broken by a failed append is rebuilt from the log
+		// here, before it can be copied.
 		if err := a.lockQueue(ctx, qs); err != nil {
-			release()
-			a.mu.RUnlock()
 			return 0, nil, 0, err
 		}
-		held++
-	}
-	// An append still pending has its events in the aggregate but maybe
-	// not yet in the log (or its published messages lack positions). Its
-	// outcome comes from the store's writer, which needs no queue lock.
-	for _, qs := range qss {
+		held := time.Now()
 		for h := range qs.pending {
-			res, err := h.wait()
-			for _, s := range h.spans {
-				if err != nil {
-					s.qs.broken = true
-				} else {
-					s.notePositions(res)
+			pending[h] = struct{}{}
+		}
+		// A queue whose creation failed has no stream: nothing to keep.
+		if qs.agg.Version() > 0 {
+			im := qs.agg.ImageInto(buf)
+			images = append(images, im)
+			byName[qs.name] = im
+		}
+		qs.mu.Unlock()
+		longest = max(longest, time.Since(held))
+	}
+	for h := range pending {
+		res, err := h.wait()
+		if err != nil {
+			return 0, nil, 0, fmt.Errorf("an append failed while the state was copied (the next snapshot will do): %w", err)
+		}
+		for _, s := range h.spans {
+			im := byName[s.qs.name]
+			if im == nil {
+				continue
+			}
+			for i, e := range s.events {
+				if p, ok := e.(domain.MessagePublished); ok {
+					if at, found := positionIn(res, s.qs.name, s.first+int64(i)); found {
+						im.NotePosition(p.MessageID, at)
+					}
 				}
 			}
 		}
 	}
-	for _, qs := range qss {
-		if qs.broken {
-			if err := a.rebuildQueue(ctx, qs); err != nil {
-				release()
-				a.mu.RUnlock()
-				return 0, nil, 0, err
-			}
-		}
-	}
-	pos = a.store.Head()
-	a.mu.RUnlock()
-	images = make([]*domain.QueueImage, 0, len(qss))
-	for _, qs := range qss {
-		// A queue whose creation failed has no stream: nothing to keep.
-		if qs.agg.Version() > 0 {
-			images = append(images, qs.agg.Image())
-		}
-		qs.mu.Unlock()
-	}
-	return pos, images, time.Since(lockStart), nil
+	return pos, images, longest, nil
 }
 
 // writeSnapshotFile writes the file through a temporary file in the same

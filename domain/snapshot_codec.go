@@ -75,16 +75,38 @@ type QueueImage struct {
 	leases    map[uint32][sha256.Size]byte
 	dedup     map[string]dedupEntry
 	dedupLog  []dedupRef
+	// unplaced indexes the live slots without a position, built on the
+	// first NotePosition.
+	unplaced map[messageID]uint32
 }
 
 // Image copies the queue's state for AppendBinary.
-func (q *Queue) Image() *QueueImage {
-	im := q.view()
-	im.slots = slices.Clone(im.slots)
-	im.leases = maps.Clone(im.leases)
-	im.dedup = maps.Clone(im.dedup)
-	im.dedupLog = slices.Clone(im.dedupLog)
-	return im
+func (q *Queue) Image() *QueueImage { return q.ImageInto(nil) }
+
+// ImageCapacity is the room an image of the queue as it is now needs, for
+// ReserveImage.
+func (q *Queue) ImageCapacity() int { return len(q.msgs.slots) }
+
+// ReserveImage allocates an image's memory for a queue of the given
+// capacity, so that ImageInto, under the queue's lock, only copies: a
+// large allocation may have to help the garbage collector first.
+func ReserveImage(capacity int) *QueueImage {
+	return &QueueImage{slots: make([]slot, 0, capacity)}
+}
+
+// ImageInto copies the queue's state for AppendBinary into the memory of
+// im (from ReserveImage; a new image when nil or too small).
+func (q *Queue) ImageInto(im *QueueImage) *QueueImage {
+	var buf []slot
+	if im != nil {
+		buf = im.slots[:0]
+	}
+	out := q.view()
+	out.slots = append(buf, out.slots...)
+	out.leases = maps.Clone(out.leases)
+	out.dedup = maps.Clone(out.dedup)
+	out.dedupLog = slices.Clone(out.dedupLog)
+	return out
 }
 
 // view is an image that shares the queue's memory.
@@ -94,6 +116,29 @@ func (q *Queue) view() *QueueImage {
 		createdAt: q.createdAt, updatedAt: q.updatedAt,
 		slots: q.msgs.slots, leases: q.leases,
 		dedup: q.dedup, dedupLog: q.dedupLog[q.dedupHead:],
+	}
+}
+
+// NotePosition records in the image the global position of a message whose
+// MessagePublished had none when the image was taken (its append had not
+// committed yet), as Queue.NotePosition does in the queue. Call it only on
+// an image from Image, which owns its memory.
+func (im *QueueImage) NotePosition(message string, position int64) {
+	id, ok := parseMessageID(message)
+	if !ok {
+		return
+	}
+	if im.unplaced == nil {
+		im.unplaced = make(map[messageID]uint32)
+		for i := range im.slots {
+			if sl := &im.slots[i]; sl.flag&flagLive != 0 && sl.pos == 0 {
+				im.unplaced[sl.id] = uint32(i)
+			}
+		}
+	}
+	if i, ok := im.unplaced[id]; ok {
+		im.slots[i].pos = position
+		delete(im.unplaced, id)
 	}
 }
 

@@ -293,15 +293,42 @@ func TestQueueImageIsACopy(t *testing.T) {
 	q := s.qs["orders"]
 	want, _ := q.MarshalBinary()
 	im := q.Image()
+	// Reserved memory, too small and large enough, gives the same image.
+	small := q.ImageInto(ReserveImage(1))
+	roomy := q.ImageInto(ReserveImage(q.ImageCapacity() + 10))
 	for range 300 {
 		s.step()
 	}
-	got, _ := im.AppendBinary(nil)
-	if !bytes.Equal(got, want) {
-		t.Fatal("the image changed with the queue")
+	for _, x := range []*QueueImage{im, small, roomy} {
+		if got, _ := x.AppendBinary(nil); !bytes.Equal(got, want) {
+			t.Fatal("the image changed with the queue")
+		}
 	}
 	if im.Name() != "orders" || im.Messages() != len(mustDecode(t, want).Snapshot().Messages) {
 		t.Fatalf("image of %q with %d messages", im.Name(), im.Messages())
+	}
+}
+
+// TestQueueImageNotePosition: an image taken before a publish committed
+// learns the position afterwards, as the queue does, and encodes it.
+func TestQueueImageNotePosition(t *testing.T) {
+	q := NewQueue("q")
+	if _, err := q.Create(AttributesPatch{}, at(0), nil); err != nil {
+		t.Fatal(err)
+	}
+	ev, _, err := q.PublishBatch([]NewMessage{{ID: mid(1), Body: "x"}, {ID: mid(2), Body: "y"}}, at(0))
+	if err != nil || len(ev) != 2 {
+		t.Fatal(err)
+	}
+	q.NotePosition(mid(1), 7)
+	im := q.Image()
+	im.NotePosition(mid(2), 8)
+	im.NotePosition(mid(1), 99) // placed already: unchanged
+	im.NotePosition("not an id", 5)
+	q.NotePosition(mid(2), 8)
+	b, _ := im.AppendBinary(nil)
+	if got, want := mustDecode(t, b).Snapshot(), q.Snapshot(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("image with noted positions\ngot  %+v\nwant %+v", got, want)
 	}
 }
 
