@@ -25,30 +25,34 @@ import (
 	"github.com/ledgerq/ledgerq/domain"
 )
 
-// A snapshot is the whole command state at one log position P, so that a
-// start-up decodes it and replays only the events after P instead of the
-// whole log. The file:
+// A snapshot is the whole command state, so that a start-up decodes it and
+// replays only the log after its position P instead of the whole log. The
+// queues are copied one after the other (see capture): each copy holds
+// every event of its queue up to P and maybe some after it, up to at most
+// position E, and its stream version says how far it goes. The file:
 //
 //	[8]byte   magic "LQCMDSNP"
 //	uint32    format version (big endian)
-//	int64     P (big endian)
-//	string    hash of the event at P (uvarint length, bytes; "" when P is 0)
+//	int64     P, where the replay starts (big endian)
+//	int64     E ≥ P, no copy holds an event after it (big endian)
+//	string    hash of the event at E (uvarint length, bytes; "" when E is 0)
 //	uvarint   number of queues, then each queue's domain encoding
 //	          (uvarint length, bytes), in name order
 //	[32]byte  SHA-256 of everything before it
 //
-// A snapshot is used only if it is intact (magic, version, checksum), P is
-// within the log and the log's event at P has the recorded hash — which
-// rules out a snapshot of another log and a log restored from an older
-// backup — and every queue decodes. Anything else is a warning and a full
-// rebuild: the log is the truth, the snapshot only a shortcut, and
-// deleting it is always safe.
+// A snapshot is used only if it is intact (magic, version, checksum), E is
+// within the log and the log's event at E has the recorded hash — the
+// events are hash-chained, so the log up to E is the one the snapshot was
+// taken of: this rules out a snapshot of another log and a log restored
+// from an older backup — and every queue decodes. Anything else is a
+// warning and a full rebuild: the log is the truth, the snapshot only a
+// shortcut, and deleting it is always safe.
 
 const (
 	snapshotMagic  = "LQCMDSNP"
 	snapshotFormat = 1
 	// snapshotFixed is the size of the fixed part of the header.
-	snapshotFixed = len(snapshotMagic) + 4 + 8
+	snapshotFixed = len(snapshotMagic) + 4 + 8 + 8
 	// maxHashLen bounds the recorded hash (hex SHA-256 is 64).
 	maxHashLen = 256
 )
@@ -77,7 +81,10 @@ func (a *App) Startup() StartupReport { return a.startup }
 
 // SnapshotStats describes a written snapshot.
 type SnapshotStats struct {
+	// Position is where a start-up from it replays from; no queue copy
+	// holds an event after End.
 	Position int64
+	End      int64
 	Queues   int
 	Messages int
 	Bytes    int64
@@ -156,8 +163,9 @@ func (a *App) removeStaleTemps(path string) {
 
 // snapshotFile is a parsed, checksum-verified snapshot file.
 type snapshotFile struct {
-	position int64
-	hash     string
+	position int64  // P
+	end      int64  // E
+	hash     string // of the event at E
 	queues   [][]byte
 }
 
@@ -179,8 +187,9 @@ func parseSnapshot(data []byte) (snapshotFile, error) {
 		return f, errors.New("checksum mismatch: the file is damaged or was cut short")
 	}
 	f.position = int64(binary.BigEndian.Uint64(data[len(snapshotMagic)+4:]))
-	if f.position < 0 {
-		return f, fmt.Errorf("position %d is negative", f.position)
+	f.end = int64(binary.BigEndian.Uint64(data[len(snapshotMagic)+12:]))
+	if f.position < 0 || f.end < f.position {
+		return f, fmt.Errorf("positions %d and %d are out of order", f.position, f.end)
 	}
 	r := body[snapshotFixed:]
 	next := func() ([]byte, error) {
@@ -238,24 +247,24 @@ func (a *App) loadSnapshot(ctx context.Context, path string) (int64, int, error)
 		return 0, 0, err
 	}
 	head := a.store.Head()
-	if f.position > head {
-		return 0, 0, fmt.Errorf("the snapshot is at position %d but the log ends at %d (was the log restored from an older backup?)", f.position, head)
+	if f.end > head {
+		return 0, 0, fmt.Errorf("the snapshot holds the log up to position %d but the log ends at %d (was the log restored from an older backup?)", f.end, head)
 	}
-	if f.position == 0 {
+	if f.end == 0 {
 		if f.hash != "" || len(f.queues) != 0 {
 			return 0, 0, errors.New("a snapshot at position 0 holds state")
 		}
 	} else {
-		evs, err := a.store.ReadPositions(ctx, []int64{f.position})
+		evs, err := a.store.ReadPositions(ctx, []int64{f.end})
 		if err != nil {
-			return 0, 0, fmt.Errorf("reading the event at the snapshot's position %d: %w", f.position, err)
+			return 0, 0, fmt.Errorf("reading the event at the snapshot's position %d: %w", f.end, err)
 		}
-		if len(evs) != 1 || evs[0].Position != f.position {
-			return 0, 0, fmt.Errorf("the log has no event at the snapshot's position %d", f.position)
+		if len(evs) != 1 || evs[0].Position != f.end {
+			return 0, 0, fmt.Errorf("the log has no event at the snapshot's position %d", f.end)
 		}
 		if evs[0].Hash != f.hash {
 			return 0, 0, fmt.Errorf("the log's event at position %d has hash %.16s…, the snapshot was taken after %.16s…: it belongs to another log (or to an older copy of this one)",
-				f.position, evs[0].Hash, f.hash)
+				f.end, evs[0].Hash, f.hash)
 		}
 	}
 	queues, err := decodeQueues(f.queues)
@@ -263,6 +272,7 @@ func (a *App) loadSnapshot(ctx context.Context, path string) (int64, int, error)
 		return 0, 0, err
 	}
 	sv, canCheck := a.store.(streamVersions)
+	// With nothing after P in the log, every copy is at its stream's head.
 	canCheck = canCheck && f.position == head
 	for _, q := range queues {
 		if _, dup := a.queues[q.Name()]; dup {
@@ -330,31 +340,31 @@ func (a *App) writeSnapshot(ctx context.Context, path string) (SnapshotStats, er
 	a.snapMu.Lock()
 	defer a.snapMu.Unlock()
 	start := time.Now()
-	pos, images, locked, err := a.capture(ctx)
+	pos, end, images, locked, err := a.capture(ctx)
 	if err != nil {
 		return SnapshotStats{}, fmt.Errorf("commands: snapshot: %w", err)
 	}
 	hash := ""
-	if pos > 0 {
-		evs, err := a.store.ReadPositions(ctx, []int64{pos})
+	if end > 0 {
+		evs, err := a.store.ReadPositions(ctx, []int64{end})
 		if err != nil {
-			return SnapshotStats{}, fmt.Errorf("commands: snapshot: reading the event at %d: %w", pos, err)
+			return SnapshotStats{}, fmt.Errorf("commands: snapshot: reading the event at %d: %w", end, err)
 		}
-		if len(evs) != 1 || evs[0].Position != pos {
-			return SnapshotStats{}, fmt.Errorf("commands: snapshot: the log has no event at its head %d", pos)
+		if len(evs) != 1 || evs[0].Position != end {
+			return SnapshotStats{}, fmt.Errorf("commands: snapshot: the log has no event at %d", end)
 		}
 		hash = evs[0].Hash
 	}
-	st := SnapshotStats{Position: pos, Queues: len(images), Locked: locked}
+	st := SnapshotStats{Position: pos, End: end, Queues: len(images), Locked: locked}
 	for _, im := range images {
 		st.Messages += im.Messages()
 	}
-	if st.Bytes, err = writeSnapshotFile(ctx, path, pos, hash, images); err != nil {
+	if st.Bytes, err = writeSnapshotFile(ctx, path, pos, end, hash, images); err != nil {
 		return SnapshotStats{}, fmt.Errorf("commands: snapshot: %w", err)
 	}
 	st.Took = time.Since(start)
 	a.snapPos.Store(pos)
-	a.log.WithFields(logrus.Fields{"path": path, "position": pos, "queues": st.Queues, "messages": st.Messages,
+	a.log.WithFields(logrus.Fields{"path": path, "position": pos, "end": end, "queues": st.Queues, "messages": st.Messages,
 		"bytes": st.Bytes, "locked_ms": msFloat(st.Locked), "took_ms": st.Took.Milliseconds()}).Info("commands: snapshot written")
 	return st, nil
 }
@@ -362,7 +372,7 @@ func (a *App) writeSnapshot(ctx context.Context, path string) (SnapshotStats, er
 func msFloat(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // capture copies every queue's state and returns the log position P the
-// snapshot starts from. Each queue is locked only while its own state is
+// snapshot starts from, and E, a position no copy holds an event after. Each queue is locked only while its own state is
 // copied, one after the other: the copies are not all of one moment, but
 // each holds every event of its queue up to P (and maybe some after it),
 // and its stream version says where it stands. A start-up replays the log
@@ -373,7 +383,7 @@ func msFloat(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 
 // waited for once every queue is copied, and their published messages'
 // positions noted in the copies; if one of them fails, a copy holds
 // events the log does not, and the snapshot is abandoned.
-func (a *App) capture(ctx context.Context) (pos int64, images []*domain.QueueImage, longest time.Duration, err error) {
+func (a *App) capture(ctx context.Context) (pos, end int64, images []*domain.QueueImage, longest time.Duration, err error) {
 	// Under the registry's lock no create, configure or delete is half
 	// done: every queue whose events are at or before P is listed.
 	a.mu.RLock()
@@ -394,7 +404,7 @@ func (a *App) capture(ctx context.Context) (pos int64, images []*domain.QueueIma
 		// A queue left broken by a failed append is rebuilt from the log
 		// here, before it can be copied.
 		if err := a.lockQueue(ctx, qs); err != nil {
-			return 0, nil, 0, err
+			return 0, 0, nil, 0, err
 		}
 		held := time.Now()
 		for h := range qs.pending {
@@ -409,11 +419,14 @@ func (a *App) capture(ctx context.Context) (pos int64, images []*domain.QueueIma
 		qs.mu.Unlock()
 		longest = max(longest, time.Since(held))
 	}
+	// Every event a copy holds was committed by now, or is pending.
+	end = a.store.Head()
 	for h := range pending {
 		res, err := h.wait()
 		if err != nil {
-			return 0, nil, 0, fmt.Errorf("an append failed while the state was copied (the next snapshot will do): %w", err)
+			return 0, 0, nil, 0, fmt.Errorf("an append failed while the state was copied (the next snapshot will do): %w", err)
 		}
+		end = max(end, res.LastPosition())
 		for _, s := range h.spans {
 			im := byName[s.qs.name]
 			if im == nil {
@@ -428,12 +441,12 @@ func (a *App) capture(ctx context.Context) (pos int64, images []*domain.QueueIma
 			}
 		}
 	}
-	return pos, images, longest, nil
+	return pos, end, images, longest, nil
 }
 
 // writeSnapshotFile writes the file through a temporary file in the same
 // directory, synced before it replaces path, and syncs the directory.
-func writeSnapshotFile(ctx context.Context, path string, pos int64, hash string, images []*domain.QueueImage) (n int64, err error) {
+func writeSnapshotFile(ctx context.Context, path string, pos, end int64, hash string, images []*domain.QueueImage) (n int64, err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -453,6 +466,7 @@ func writeSnapshotFile(ctx context.Context, path string, pos int64, hash string,
 	hdr = append(hdr, snapshotMagic...)
 	hdr = binary.BigEndian.AppendUint32(hdr, snapshotFormat)
 	hdr = binary.BigEndian.AppendUint64(hdr, uint64(pos))
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(end))
 	hdr = binary.AppendUvarint(hdr, uint64(len(hash)))
 	hdr = append(hdr, hash...)
 	hdr = binary.AppendUvarint(hdr, uint64(len(images)))
