@@ -358,6 +358,11 @@ func (a *App) writeSnapshot(ctx context.Context, path string) (SnapshotStats, er
 	st := SnapshotStats{Position: pos, End: end, Queues: len(images), Locked: locked}
 	for _, im := range images {
 		st.Messages += im.Messages()
+		// A message without a position could not be read after a start
+		// from this snapshot; capture noted every one, or says why not.
+		if n := im.Unplaced(); n > 0 {
+			return SnapshotStats{}, fmt.Errorf("commands: snapshot: %d messages of queue %q have no log position", n, im.Name())
+		}
 	}
 	if st.Bytes, err = writeSnapshotFile(ctx, path, pos, end, hash, images); err != nil {
 		return SnapshotStats{}, fmt.Errorf("commands: snapshot: %w", err)

@@ -159,6 +159,19 @@ func (im *QueueImage) Messages() int {
 	return n
 }
 
+// Unplaced is the number of live messages whose position is not known
+// (their publish had not committed when the image was taken, and no
+// NotePosition told it since).
+func (im *QueueImage) Unplaced() int {
+	n := 0
+	for i := range im.slots {
+		if sl := &im.slots[i]; sl.flag&flagLive != 0 && sl.pos == 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // AppendBinary appends the queue's encoding to b.
 func (q *Queue) AppendBinary(b []byte) ([]byte, error) { return q.view().AppendBinary(b) }
 

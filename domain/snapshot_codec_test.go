@@ -322,7 +322,13 @@ func TestQueueImageNotePosition(t *testing.T) {
 	}
 	q.NotePosition(mid(1), 7)
 	im := q.Image()
+	if im.Unplaced() != 1 {
+		t.Fatalf("%d messages without a position, want 1", im.Unplaced())
+	}
 	im.NotePosition(mid(2), 8)
+	if im.Unplaced() != 0 {
+		t.Fatalf("%d messages without a position after NotePosition", im.Unplaced())
+	}
 	im.NotePosition(mid(1), 99) // placed already: unchanged
 	im.NotePosition("not an id", 5)
 	q.NotePosition(mid(2), 8)
