@@ -330,7 +330,9 @@ const benchMethod = `## How it is measured
 - **Settling.** Before every run, of ledgerq or of an anchor, the bench waits until ledgerq's read side has
   applied everything written so far, so no run shares the CPU with the backlog of the one before.
 - **Start-up.** The first server's log is topped up to the target number of events with batch publishes, the
-  server is stopped with SIGTERM and started again; the figure is process start to the first 200 from /readyz.
+  server is stopped with SIGTERM (which writes the command-state snapshot) and started again; the figure is
+  process start to the first 200 from /readyz. The note also times a start after the snapshot file is deleted,
+  which folds the whole log, as after a crash with no snapshot.
 - **Memory.** VmRSS of the server process with no ready message, with half of them and with all of them
   (batches of 100 into one queue, a second's pause before each reading). The figure is the growth over the
   second half divided by its messages, minus the 200-byte body: by then fixed costs (SQLite page caches,
