@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ledgerq/ledgerq/eventstore"
@@ -152,5 +153,53 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A Redis stream that a write node of an earlier version filled with JSON
+// packs, continued in today's format by the relay after the upgrade:
+// consumer groups and ReadRange read through both.
+func TestRedisStreamOfBothFormats(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openStore(t)
+	bus := newRedisBus(t, srv)
+	appendEvents(t, s, "queue-a", 40, 7)
+	var want []eventstore.Event
+	if err := s.ReadAll(context.Background(), 0, func(e eventstore.Event) error { want = append(want, e); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		encode   func([]eventstore.Event) (*message.Message, error)
+		from, to int
+	}{{relay.EncodeJSONPack, 0, 10}, {relay.EncodeJSONPack, 10, 20}, {relay.EncodePack, 15, 30}, {relay.EncodePack, 30, 40}} {
+		msg, err := p.encode(want[p.from:p.to])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bus.Publisher().Publish(relay.Topic, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := collect(t, bus, "projection")
+	c.waitAll(t, s.Head(), 10*time.Second)
+	if repeats := c.checkOrder(t, s.Head()); repeats != 5 {
+		t.Errorf("%d repeated positions, want the 5 published twice", repeats)
+	}
+	for _, after := range []int64{0, 12, 25} {
+		got, err := bus.ReadRange(context.Background(), after, 0)
+		if err != nil {
+			t.Fatalf("ReadRange(%d): %v", after, err)
+		}
+		if len(got) != len(want)-int(after) {
+			t.Fatalf("ReadRange(%d) returned %d events, want %d", after, len(got), len(want)-int(after))
+		}
+		c.mu.Lock()
+		for i, w := range want[after:] {
+			if !sameEvent(got[i], w) || !sameEvent(c.events[w.Position], w) {
+				t.Errorf("position %d:\n ReadRange %+v\n consumer  %+v\n store     %+v", w.Position, got[i], c.events[w.Position], w)
+				break
+			}
+		}
+		c.mu.Unlock()
 	}
 }

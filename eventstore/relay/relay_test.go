@@ -30,6 +30,16 @@ func TestPackMatchesStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Metadata the store keeps with escapes, and a stream named in
+	// several scripts: the relay's query carries both as they are.
+	_, err = s.Append(context.Background(), eventstore.AppendRequest{
+		Metadata: eventstore.Metadata{Subject: "bob \"the <admin>\"\n\u2028", RequestID: "Ω-7", CausationID: "c\\0"},
+		Streams: []eventstore.StreamAppend{{StreamID: "queue-zürich-東京-🚀", ExpectedVersion: eventstore.NoStream,
+			Events: []eventstore.NewEvent{{Type: "Empty", SchemaVersion: 1, Data: json.RawMessage(`{}`)}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var want []eventstore.Event
 	if err := s.ReadAll(context.Background(), 0, func(e eventstore.Event) error { want = append(want, e); return nil }); err != nil {
 		t.Fatal(err)
@@ -53,12 +63,12 @@ func TestPackMatchesStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := encoded.UUID; got != "pack-1-6" {
-		t.Errorf("pack uuid %q, want pack-1-6", got)
+	if got := encoded.UUID; got != "pack-1-7" {
+		t.Errorf("pack uuid %q, want pack-1-7", got)
 	}
 	for _, k := range []struct{ key, want string }{
-		{relay.MetaPosition, "6"}, {relay.MetaFirstPosition, "1"}, {relay.MetaStream, "queue-b"},
-		{relay.MetaVersion, "1"}, {relay.MetaType, "Other"}, {relay.MetaCount, "6"},
+		{relay.MetaPosition, "7"}, {relay.MetaFirstPosition, "1"}, {relay.MetaStream, "queue-zürich-東京-🚀"},
+		{relay.MetaVersion, "1"}, {relay.MetaType, "Empty"}, {relay.MetaCount, "7"}, {relay.MetaFormat, relay.PackFormat},
 	} {
 		if got := encoded.Metadata.Get(k.key); got != k.want {
 			t.Errorf("metadata %s = %q, want %q", k.key, got, k.want)
@@ -91,25 +101,39 @@ func TestDecodePackRejects(t *testing.T) {
 	if _, err := relay.EncodePack([]eventstore.Event{ev(1), ev(3)}); !errors.Is(err, relay.ErrInvalidPack) {
 		t.Errorf("EncodePack with a gap: %v, want ErrInvalidPack", err)
 	}
-	msg, err := relay.EncodePack([]eventstore.Event{ev(4), ev(5)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lying := msg.Copy()
-	lying.Metadata.Set(relay.MetaPosition, "6")
-	foreign := msg.Copy()
-	foreign.Metadata.Set(relay.MetaFormat, "")
-	broken := msg.Copy()
-	broken.Payload = []byte(`[{"position":4}`)
-	shifted := msg.Copy()
-	shifted.Payload = bytes.Replace(msg.Payload, []byte(`"position":5`), []byte(`"position":7`), 1)
-	for name, m := range map[string]*message.Message{"lying": lying, "foreign": foreign, "broken": broken, "shifted": shifted} {
-		if _, err := relay.DecodePack(m); !errors.Is(err, relay.ErrInvalidPack) {
-			t.Errorf("%s pack: %v, want ErrInvalidPack", name, err)
+	for _, format := range []struct {
+		name   string
+		encode func([]eventstore.Event) (*message.Message, error)
+		// broken is a payload cut short; shifted holds 4 and 7.
+		broken, shifted func([]byte) []byte
+	}{
+		{"binary", relay.EncodePack,
+			func(p []byte) []byte { return p[:len(p)-1] },
+			func(p []byte) []byte { return slices.Concat(p[:1], []byte{7}, p[2:]) }},
+		{"json", relay.EncodeJSONPack,
+			func([]byte) []byte { return []byte(`[{"position":4}`) },
+			func(p []byte) []byte { return bytes.Replace(p, []byte(`"position":5`), []byte(`"position":7`), 1) }},
+	} {
+		msg, err := format.encode([]eventstore.Event{ev(4), ev(5)})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if evs, err := relay.DecodePack(msg); err != nil || len(evs) != 2 || evs[1].Position != 5 {
-		t.Errorf("good pack: %v %v", evs, err)
+		lying := msg.Copy()
+		lying.Metadata.Set(relay.MetaPosition, "6")
+		foreign := msg.Copy()
+		foreign.Metadata.Set(relay.MetaFormat, "")
+		broken := msg.Copy()
+		broken.Payload = format.broken(msg.Payload)
+		shifted := msg.Copy()
+		shifted.Payload = format.shifted(msg.Payload)
+		for name, m := range map[string]*message.Message{"lying": lying, "foreign": foreign, "broken": broken, "shifted": shifted} {
+			if _, err := relay.DecodePack(m); !errors.Is(err, relay.ErrInvalidPack) {
+				t.Errorf("%s %s pack: %v, want ErrInvalidPack", format.name, name, err)
+			}
+		}
+		if evs, err := relay.DecodePack(msg); err != nil || len(evs) != 2 || evs[1].Position != 5 {
+			t.Errorf("good %s pack: %v %v", format.name, evs, err)
+		}
 	}
 }
 

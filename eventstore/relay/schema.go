@@ -42,7 +42,10 @@ func (s eventsSchema) InsertQuery(string, message.Messages) (wsql.Query, error) 
 // SelectQuery returns at most one row: the next pack after the group's
 // offset. The pack holds up to maxEvents events, cut earlier once the events
 // before it reach maxBytes (a single larger event still travels alone).
-// The JSON of each event matches wireEvent.
+// The row is first, last and count of the pack's positions and its events
+// as one text that SQLite builds by concatenation only, without parsing
+// data or metadata (a pack record, see record.go); UnmarshalMessage turns
+// that into the PackFormat payload.
 func (s eventsSchema) SelectQuery(topic, consumerGroup string, offsets wsql.OffsetsAdapter) wsql.Query {
 	next := offsets.NextOffsetQuery(topic, consumerGroup)
 	// 200 bytes stand for the fixed fields of an event in the size bound.
@@ -52,16 +55,14 @@ func (s eventsSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 	FROM events WHERE position > (` + next.Query + `) ORDER BY position LIMIT ` + strconv.Itoa(s.maxEvents) + `
 ), sized AS (
 	SELECT *, sum(size) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - size AS before FROM batch
-), pack AS (
-	SELECT min(position) AS first, max(position) AS last, count(*) AS n,
-		json_group_array(json_object(
-			'position', position, 'stream_id', stream_id, 'version', version, 'type', type,
-			'schema_version', schema_version, 'data', json(data), 'metadata', json(metadata),
-			'recorded_at', recorded_at, 'prev_hash', prev_hash, 'hash', hash) ORDER BY position) AS body
-	FROM sized WHERE before < ` + strconv.Itoa(s.maxBytes) + `
 )
-SELECT pack.first, pack.last, pack.n, pack.body, e.stream_id, e.version, e.type
-FROM pack JOIN events AS e ON e.position = pack.last`
+SELECT min(position), max(position), count(*),
+	group_concat(concat(position, ',', version, ',', schema_version, ',', recorded_at, ',',
+		octet_length(stream_id), ',', octet_length(type), ',', octet_length(prev_hash), ',', octet_length(hash), ',',
+		octet_length(metadata), ',', octet_length(data), ',',
+		stream_id, type, prev_hash, hash, metadata, data), '' ORDER BY position)
+FROM sized WHERE before < ` + strconv.Itoa(s.maxBytes) + `
+HAVING count(*) > 0`
 	return wsql.Query{Query: q, Args: next.Args}
 }
 
@@ -69,12 +70,11 @@ FROM pack JOIN events AS e ON e.position = pack.last`
 // the position of its last event.
 func (s eventsSchema) UnmarshalMessage(row wsql.Scanner) (wsql.Row, error) {
 	var (
-		first, last, version int64
-		n                    int
-		body                 string
-		stream, typ          string
+		first, last int64
+		n           int
+		record      []byte
 	)
-	if err := row.Scan(&first, &last, &n, &body, &stream, &version, &typ); err != nil {
+	if err := row.Scan(&first, &last, &n, &record); err != nil {
 		return wsql.Row{}, fmt.Errorf("relay: scan pack: %w", err)
 	}
 	if int64(n) != last-first+1 {
@@ -82,8 +82,10 @@ func (s eventsSchema) UnmarshalMessage(row wsql.Scanner) (wsql.Row, error) {
 		// mean a damaged file, and relaying around it would hide that.
 		return wsql.Row{}, fmt.Errorf("relay: positions %d..%d hold %d events: the log has a gap", first, last, n)
 	}
-	msg := message.NewMessage(packUUID(first, last), []byte(body))
-	setPackMetadata(msg, first, last, n, stream, version, typ)
+	msg, err := packFromRecord(first, n, record)
+	if err != nil {
+		return wsql.Row{}, fmt.Errorf("relay: pack %d..%d: %w", first, last, err)
+	}
 	return wsql.Row{Offset: last, UUID: []byte(msg.UUID), Payload: msg.Payload, Msg: msg}, nil
 }
 
