@@ -147,8 +147,12 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 		now: ms(e.cfg.Now()), notify: notify && e.cfg.Hub != nil,
 		queues: make(map[string]*queueNote), messages: make(map[string]int64),
 	}
+	committed := false
 	defer func() {
 		tx.Rollback() // after Commit: a no-op
+		for _, p := range e.projs {
+			p.settle(committed)
+		}
 		e.prepareLater(t.unprepared)
 	}()
 	advanced := make(map[string]int64, len(e.projs))
@@ -188,6 +192,7 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("projections: commit: %w", err)
 	}
+	committed = true
 	for name, pos := range advanced {
 		e.cps[name] = pos
 	}

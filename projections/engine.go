@@ -28,6 +28,10 @@ type projection interface {
 	apply(t *txn, ev decoded) error
 	// flush writes whatever apply deferred.
 	flush(t *txn) error
+	// settle is told how the transaction ended: committed, its rows may be
+	// remembered for the next one; otherwise (or after the tables were
+	// dropped) everything remembered is forgotten.
+	settle(committed bool)
 }
 
 // Engine runs the projections. Create it with New, start it with Run, read
@@ -403,6 +407,9 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 	defer e.mu.Unlock()
 	if e.closed {
 		return ErrClosed
+	}
+	for _, p := range e.projs {
+		p.settle(false) // the tables are about to go
 	}
 	// Statements compiled against the dropped tables are of no further use.
 	for q, s := range e.stmts {

@@ -21,6 +21,9 @@ type messagesProjection struct {
 	// pack costs one INSERT.
 	rows   map[string]*msgRow
 	counts map[string]*countRow
+	// knownCounts are the counts as the last committed transactions left
+	// them, so that a queue's are read from the table once.
+	knownCounts map[string]liveCounts
 }
 
 type msgRow struct {
@@ -214,6 +217,11 @@ func (p *messagesProjection) count(t *txn, queue string) (*countRow, error) {
 	if c, ok := p.counts[queue]; ok {
 		return c, nil
 	}
+	if k, ok := p.knownCounts[queue]; ok {
+		c := &countRow{liveCounts: k}
+		p.counts[queue] = c
+		return c, nil
+	}
 	c := &countRow{}
 	err := t.queryRow("SELECT available, in_flight FROM message_counts WHERE queue = ?", queue)(&c.available, &c.inFlight)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -340,6 +348,19 @@ func (p *messagesProjection) flush(t *txn) error {
 		c.dirty = false
 	}
 	return nil
+}
+
+func (p *messagesProjection) settle(committed bool) {
+	if !committed {
+		p.knownCounts = nil
+		return
+	}
+	if p.knownCounts == nil {
+		p.knownCounts = make(map[string]liveCounts)
+	}
+	for queue, c := range p.counts {
+		p.knownCounts[queue] = c.liveCounts
+	}
 }
 
 // queueOf is the queue of a message changed in the current transaction.

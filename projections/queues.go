@@ -15,6 +15,10 @@ type queuesProjection struct {
 	// rows caches, per transaction, the queues touched: one read and one
 	// write per queue per transaction instead of one per event.
 	rows map[string]*queueRow
+	// known are the rows as the last committed transactions left them (the
+	// read model is only written here), so that a queue's row is read from
+	// the table once, not once per transaction.
+	known map[string]queueRow
 }
 
 type queueRow struct {
@@ -64,6 +68,11 @@ const selectQueueRow = `SELECT visibility_timeout_ms, delay_ms, retention_ms, ma
 
 func (p *queuesProjection) row(t *txn, name string) (*queueRow, error) {
 	if r, ok := p.rows[name]; ok {
+		return r, nil
+	}
+	if k, ok := p.known[name]; ok {
+		r := &k
+		p.rows[name] = r
 		return r, nil
 	}
 	r := &queueRow{}
@@ -153,6 +162,20 @@ func (p *queuesProjection) flush(t *txn) error {
 			}
 		}
 	}
-	p.rows = nil
 	return nil
+}
+
+func (p *queuesProjection) settle(committed bool) {
+	if !committed {
+		p.known = nil
+		return
+	}
+	if p.known == nil {
+		p.known = make(map[string]queueRow)
+	}
+	for name, r := range p.rows {
+		k := *r
+		k.loaded = k.exists // flush wrote the row, or deleted it
+		p.known[name] = k
+	}
 }
