@@ -75,36 +75,34 @@ func parseSubscribe(r *http.Request, caller *principal) (subscribeRequest, error
 	return req, p.err
 }
 
-// accepts is the hub filter: the kinds and queues asked for, and only
-// queues the token may see. It runs under the hub's lock: map lookups only.
+// accepts is the hub filter: only queues the token may see. The kinds and
+// queues asked for are the subscription's hub Interest (see interest),
+// which the hub checks before this. It runs under the hub's lock.
 func (sr subscribeRequest) accepts(caller *principal) func(queries.Update) bool {
 	return func(u queries.Update) bool {
 		switch u.Event {
-		case queries.EventQueueUpdated, queries.EventQueueDeleted:
-			if !sr.kinds[kindQueue] {
-				return false
-			}
-		case queries.EventMessageUpdated:
-			if !sr.kinds[kindMessage] {
-				return false
-			}
+		case queries.EventQueueUpdated, queries.EventQueueDeleted, queries.EventMessageUpdated:
+			return caller.allows(u.Queue)
 		default:
 			return false
 		}
-		if sr.queues != nil && !sr.queues[u.Queue] {
-			return false
-		}
-		return caller.allows(u.Queue)
 	}
 }
 
-// handleSubscribe streams projection updates as server-sent events.
-//
-// A resume (Last-Event-ID or ?after=) that the hub can replay gets the
-// missed updates, then live ones. Otherwise (a new subscription, or a resume
-// from too long ago) the stream starts with the current state of every
-// visible queue as queue.updated events marked "snapshot": true, all with
-// the read side's position P as id, and continues with the updates after P.
+// interest is what the hub can index: the queues named (nil: every queue)
+// and the kinds wanted (building an update costs the read side, so it
+// builds only those someone may take).
+func (sr subscribeRequest) interest() queries.Interest {
+	in := queries.Interest{NoQueueUpdates: !sr.kinds[kindQueue], NoMessageUpdates: !sr.kinds[kindMessage]}
+	if sr.queues != nil {
+		in.Queues = make([]string, 0, len(sr.queues))
+		for q := range sr.queues {
+			in.Queues = append(in.Queues, q)
+		}
+	}
+	return in
+}
+
 func (s *server) handleSubscribe() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		caller := callerOf(r)
@@ -121,16 +119,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		defer s.streams.release(caller.subject)
 
 		filter := req.accepts(caller)
-		// What the hub can index: the queues named (nil: every queue), and
-		// the kinds wanted (building an update costs the read side, so it
-		// builds only those someone may take).
-		in := queries.Interest{NoQueueUpdates: !req.kinds[kindQueue], NoMessageUpdates: !req.kinds[kindMessage]}
-		if req.queues != nil {
-			in.Queues = make([]string, 0, len(req.queues))
-			for q := range req.queues {
-				in.Queues = append(in.Queues, q)
-			}
-		}
+		in := req.interest()
 		var (
 			backlog  []queries.Update
 			sub      *queries.Subscription
