@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -297,5 +298,39 @@ func TestClosedLoopWorkersFinishTheirShare(t *testing.T) {
 	}
 	if run.Seconds <= 0 || run.Seconds > 1 {
 		t.Fatalf("measured %.3f s, want the ≈ 20 ms the work took", run.Seconds)
+	}
+}
+
+// A steady but noisy lag, the shape a read side that keeps up produces: the
+// trend must come from the samples in the order they were taken. Reading
+// quarters of the sorted samples (what the read-side phase once did, since
+// setLatencies sorted in place) turns the spread into 8 ms of "growth".
+func TestSetLagSamplesKeepsOrder(t *testing.T) {
+	ms := time.Millisecond
+	var probes []time.Duration
+	for i := range 400 {
+		probes = append(probes, []time.Duration{1 * ms, 5 * ms, 9 * ms, 5 * ms}[i%4])
+	}
+	taken := slices.Clone(probes)
+	var r benchRun
+	r.setLagSamples(probes)
+	if !slices.Equal(probes, taken) {
+		t.Fatal("setLagSamples reordered the caller's samples")
+	}
+	if g := r.Extra["lag_growth_ms"]; g != 0 {
+		t.Fatalf("steady noisy lag: growth %v ms, want 0 (first %v, last %v)", g,
+			r.Extra["lag_first_quarter_median_ms"], r.Extra["lag_last_quarter_median_ms"])
+	}
+	if r.P50 != 5 || r.Max != 9 || r.LatencySamples != 400 {
+		t.Fatalf("percentiles: p50 %v max %v samples %d; want 5, 9, 400", r.P50, r.Max, r.LatencySamples)
+	}
+	var growing []time.Duration
+	for i := range 400 {
+		growing = append(growing, time.Duration(i)*ms/10)
+	}
+	r = benchRun{}
+	r.setLagSamples(growing)
+	if g := r.Extra["lag_growth_ms"]; g < 29 || g > 31 {
+		t.Fatalf("lag rising 0.1 ms per probe: growth %v ms, want ≈ 30", g)
 	}
 }

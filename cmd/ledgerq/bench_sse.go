@@ -348,11 +348,7 @@ probing:
 	run.Ops = int64(len(samples))
 	run.Seconds = d.Seconds()
 	run.Rate = float64(run.Ops) / run.Seconds
-	run.setLatencies(lat)
-	first, last := lagTrend(lat)
-	run.extra("lag_first_quarter_median_ms", durationMS(first))
-	run.extra("lag_last_quarter_median_ms", durationMS(last))
-	run.extra("lag_growth_ms", durationMS(last-first))
+	run.setLagSamples(lat)
 	run.extra("load_rate", load.Rate)
 	run.extra("load_offered_rate", rate)
 	run.extra("load_p99_ms", load.P99)
@@ -361,6 +357,18 @@ probing:
 		run.FirstError = cmp.Or(run.FirstError, "load: "+load.FirstError)
 	}
 	return run, nil
+}
+
+// setLagSamples fills the latency percentiles and the lag trend from probe
+// samples in the order they were taken.
+func (r *benchRun) setLagSamples(inOrder []time.Duration) {
+	// The trend first, from the samples as taken: medians of a sorted slice's
+	// first and last quarters would report the spread as growth.
+	first, last := lagTrend(inOrder)
+	r.setLatencies(inOrder)
+	r.extra("lag_first_quarter_median_ms", durationMS(first))
+	r.extra("lag_last_quarter_median_ms", durationMS(last))
+	r.extra("lag_growth_ms", durationMS(last-first))
 }
 
 // lagTrend returns the medians of the first and the last quarter of

@@ -35,8 +35,10 @@ type benchRun struct {
 	Note string `json:"note,omitempty"`
 }
 
-// setLatencies fills the percentile fields from the samples (sorted here).
+// setLatencies fills the percentile fields from the samples. It sorts a
+// copy: callers may still need the samples in the order they were taken.
 func (r *benchRun) setLatencies(samples []time.Duration) {
+	samples = slices.Clone(samples)
 	slices.Sort(samples)
 	r.LatencySamples = len(samples)
 	if len(samples) == 0 {
