@@ -51,18 +51,22 @@ func (s *server) routes(t *routeTable, f features) {
 	}
 
 	// Commands: the write side. A query node registers none of them.
+	// gorilla/mux tries routes in this order, a regexp each, so the
+	// message routes, which carry nearly all the traffic, come first (no
+	// two routes match the same method and path, so order changes nothing
+	// else).
 	if f.commands {
+		t.command("POST", "/v1/queues/{queue}/messages", ScopeMessagesPublish, s.handlePublish())
+		t.command("POST", "/v1/queues/{queue}/receive", ScopeMessagesConsume, s.handleReceive())
+		t.command("POST", "/v1/queues/{queue}/ack", ScopeMessagesConsume, s.handleAck())
+		t.command("POST", "/v1/queues/{queue}/messages:batch", ScopeMessagesPublish, s.handlePublishBatch())
+		t.command("POST", "/v1/queues/{queue}/nack", ScopeMessagesConsume, s.handleNack())
+		t.command("POST", "/v1/queues/{queue}/extend", ScopeMessagesConsume, s.handleExtend())
 		t.command("POST", "/v1/queues", ScopeQueuesManage, s.handleCreateQueue())
 		t.command("PATCH", "/v1/queues/{queue}", ScopeQueuesManage, s.handleConfigureQueue())
 		t.command("DELETE", "/v1/queues/{queue}", ScopeQueuesManage, s.handleDeleteQueue())
 		t.command("POST", "/v1/queues/{queue}/purge", ScopeQueuesManage, s.handlePurgeQueue())
 		t.command("POST", "/v1/queues/{queue}/redrive", ScopeQueuesManage, s.handleRedrive())
-		t.command("POST", "/v1/queues/{queue}/messages", ScopeMessagesPublish, s.handlePublish())
-		t.command("POST", "/v1/queues/{queue}/messages:batch", ScopeMessagesPublish, s.handlePublishBatch())
-		t.command("POST", "/v1/queues/{queue}/receive", ScopeMessagesConsume, s.handleReceive())
-		t.command("POST", "/v1/queues/{queue}/ack", ScopeMessagesConsume, s.handleAck())
-		t.command("POST", "/v1/queues/{queue}/nack", ScopeMessagesConsume, s.handleNack())
-		t.command("POST", "/v1/queues/{queue}/extend", ScopeMessagesConsume, s.handleExtend())
 	}
 
 	// Queries: the read side.
