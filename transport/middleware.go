@@ -119,7 +119,14 @@ func (s *server) withAccessLog(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		s.metrics.observeRequest(route, r.Method, status, took)
-		entry := s.log.WithFields(logrus.Fields{
+		level := logrus.InfoLevel
+		if status >= 500 && status != statusClientClosed {
+			level = logrus.WarnLevel
+		}
+		if !s.log.IsLevelEnabled(level) {
+			return // no fields map and entry to build for a line nobody writes
+		}
+		s.log.WithFields(logrus.Fields{
 			"request_id":  ri.id,
 			"subject":     ri.subject,
 			"method":      r.Method,
@@ -127,12 +134,7 @@ func (s *server) withAccessLog(next http.Handler) http.Handler {
 			"status":      status,
 			"duration_ms": float64(took.Microseconds()) / 1000,
 			"bytes":       sw.bytes,
-		})
-		if status >= 500 && status != statusClientClosed {
-			entry.Warn("request")
-		} else {
-			entry.Info("request")
-		}
+		}).Log(level, "request")
 	})
 }
 
