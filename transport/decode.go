@@ -24,17 +24,28 @@ const maxJSONDepth = 32
 // duplicate keys and nothing after it. With optional, an empty body leaves
 // dst as it is. Errors are apiErrors (400, 413, 415).
 func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bool, dst any) error {
+	body, err := s.readJSON(w, r, limit, optional)
+	if body == nil || err != nil {
+		return err
+	}
+	return unmarshalStrict(body, dst)
+}
+
+// readJSON reads and checks what decodeJSON decodes: r's body, at most
+// limit bytes, of a JSON content type, UTF-8. With optional, an empty body
+// gives nil and no error.
+func (s *server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, optional bool) ([]byte, error) {
 	if r.ContentLength > limit {
 		// Refuse before reading a byte: the declared length is enough. The
 		// connection is closed, or net/http would first drain (and wait
 		// for) up to 256 KiB of the unread body before answering.
 		w.Header().Set("Connection", "close")
-		return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
+		return nil, tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
 	}
 	ct := r.Header.Get("Content-Type")
 	if ct != "" && r.ContentLength != 0 {
 		if err := checkJSONContentType(ct); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// A body dripped in byte by byte would hold the handler for ever: it
@@ -49,30 +60,30 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, limit int64,
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
+			return nil, tooLarge(fmt.Sprintf("the request body exceeds %d bytes", limit))
 		}
 		// Cut off, timed out or reset: the request is incomplete, and the
 		// connection cannot carry another one. Saying so also stops
 		// net/http from draining the rest of a stalled body before it
 		// answers.
 		w.Header().Set("Connection", "close")
-		return invalid("", "the request body could not be read completely")
+		return nil, invalid("", "the request body could not be read completely")
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
-			return nil
+			return nil, nil
 		}
-		return invalid("", "a JSON request body is required")
+		return nil, invalid("", "a JSON request body is required")
 	}
 	if err := checkJSONContentType(ct); err != nil {
-		return err
+		return nil, err
 	}
 	// encoding/json would replace invalid UTF-8 with U+FFFD: a message
 	// must be stored as sent or refused, never silently changed.
 	if !utf8.Valid(body) {
-		return invalid("", "the request body is not valid UTF-8 (RFC 8259); send binary bodies with body_encoding base64")
+		return nil, invalid("", "the request body is not valid UTF-8 (RFC 8259); send binary bodies with body_encoding base64")
 	}
-	return unmarshalStrict(body, dst)
+	return body, nil
 }
 
 // checkJSONContentType accepts application/json, with at most a UTF-8

@@ -781,3 +781,46 @@ func FuzzCheckShape(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBatchMessages: the one-pass decoding of a batch body accepts exactly
+// what the entry-by-entry decoding accepts, with the same messages, and
+// refuses with the same error (naming the same entry).
+func FuzzBatchMessages(f *testing.F) {
+	for _, seed := range []string{
+		`{"messages":[{"body":"a"},{"body":"b","headers":{"k":"v"},"delay_ms":5}]}`,
+		`{"messages":[{"body":"aGk=","body_encoding":"base64","content_type":"text/plain","dedup_id":"d"}]}`,
+		`{"messages":[{"body":"a"},null]}`,
+		`{"messages":[{"body":"a"},{"body":"b","body":"c"}]}`,
+		`{"messages":[{"body":"a"},{"bodyy":"b"}]}`,
+		`{"messages":[{"body":"a"},{"body":1}]}`,
+		`{"messages":[{"body":"a"},"x"]}`,
+		`{"messages":[]}`,
+		`{"messages":null}`,
+		`{"Messages":[{"Body":"a"}]}`,
+		`{"messages":[{"body":"a","headers":{"k":{"x":1}}}]}`,
+		`{"messages":[{"body":"a"}]} x`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if !utf8.Valid(data) { // readJSON refuses it before either decoding
+			return
+		}
+		fast, ferr := batchMessages(data)
+		slow, serr := batchMessagesOneByOne(data)
+		if (ferr == nil) != (serr == nil) {
+			t.Fatalf("%q: one pass: %v; one by one: %v", data, ferr, serr)
+		}
+		if ferr != nil {
+			if ferr.Error() != serr.Error() {
+				t.Fatalf("%q: one pass refused with %q, one by one with %q", data, ferr, serr)
+			}
+			return
+		}
+		fj, _ := json.Marshal(fast)
+		sj, _ := json.Marshal(slow)
+		if !bytes.Equal(fj, sj) {
+			t.Fatalf("%q: one pass gave %s, one by one %s", data, fj, sj)
+		}
+	})
+}
