@@ -40,3 +40,16 @@ func BenchmarkHandler(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUnmarshalStrict: the strict decoding of a publish body with a
+// 200-byte message (checkShape, then encoding/json).
+func BenchmarkUnmarshalStrict(b *testing.B) {
+	data := []byte(`{"body":"` + strings.Repeat("abcdefghij", 20) + `","headers":{"trace":"t-1"},"content_type":"text/plain"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		var mb messageBody
+		if err := unmarshalStrict(data, &mb); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
