@@ -178,6 +178,7 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	procs, _ := raiseProcs(env)
+	gogc := raiseGCPercent(env)
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -244,7 +245,7 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 		go serveDebug(cfg.debugAddr, log)
 	}
 	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "url": scheme + "://" + ln.Addr().String(), "role": cfg.role,
-		"data": cfg.data, "bus": busName(cfg.redisURL), "head": n.head(), "gomaxprocs": procs}).Info("listening")
+		"data": cfg.data, "bus": busName(cfg.redisURL), "head": n.head(), "gomaxprocs": procs, "gogc": gogc}).Info("listening")
 
 	select {
 	case <-ctx.Done():
