@@ -307,33 +307,28 @@ func (s *server) handlePublish() http.HandlerFunc {
 	}
 }
 
-// batchMessages decodes a batch body's messages in one pass. A refused
-// batch is decoded again entry by entry (batchMessagesOneByOne), which
-// names the entry at fault: the fast path decodes each entry once instead
-// of four times (the shape check and the decoding of the whole body, then
-// of each entry on its own), and gives the same messages.
+// batchMessages decodes a batch body's messages in one pass: each entry is
+// decoded once, where the entry-by-entry decoding reads it four times (the
+// shape check and the decoding of the whole body, then of the entry on its
+// own). A refused batch goes through batchMessagesOneByOne, whose error
+// names the entry at fault.
 func batchMessages(data []byte) ([]commands.Message, error) {
 	var b struct {
 		Messages []messageBody `json:"messages"`
 	}
-	err := unmarshalStrict(data, &b)
-	if err == nil && (len(b.Messages) == 0 || len(b.Messages) > maxBatchMessages) {
-		return nil, invalid("messages", "must hold 1 to "+strconv.Itoa(maxBatchMessages)+" messages")
-	}
-	msgs := make([]commands.Message, len(b.Messages))
-	for i := range b.Messages {
-		if err != nil {
-			break
+	if unmarshalStrict(data, &b) == nil && len(b.Messages) >= 1 && len(b.Messages) <= maxBatchMessages {
+		msgs := make([]commands.Message, len(b.Messages))
+		var err error
+		for i := range b.Messages {
+			if msgs[i], err = b.Messages[i].message(); err != nil {
+				break
+			}
 		}
-		msgs[i], err = b.Messages[i].message()
+		if err == nil {
+			return msgs, nil
+		}
 	}
-	if err == nil {
-		return msgs, nil
-	}
-	if _, serr := batchMessagesOneByOne(data); serr != nil {
-		return nil, serr
-	}
-	return nil, err
+	return batchMessagesOneByOne(data)
 }
 
 // batchMessagesOneByOne decodes the body, then each entry on its own, so
