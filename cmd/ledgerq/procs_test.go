@@ -20,13 +20,7 @@ func TestRaiseProcs(t *testing.T) {
 	}
 	// GOMAXPROCS in the environment is the operator's choice: left alone.
 	runtime.GOMAXPROCS(3)
-	env := func(k string) string {
-		if k == "GOMAXPROCS" {
-			return "3"
-		}
-		return ""
-	}
-	if got, raised := raiseProcs(env); raised || got != 3 || runtime.GOMAXPROCS(0) != 3 {
+	if got, raised := raiseProcs(envWith("GOMAXPROCS", "3")); raised || got != 3 || runtime.GOMAXPROCS(0) != 3 {
 		t.Fatalf("with GOMAXPROCS=3 set: raiseProcs() = %d, %v; GOMAXPROCS %d", got, raised, runtime.GOMAXPROCS(0))
 	}
 }
@@ -44,16 +38,20 @@ func TestRaiseGCPercent(t *testing.T) {
 	// GOGC in the environment is the operator's choice: left alone (here
 	// the test sets what Go would have applied from GOGC=50).
 	debug.SetGCPercent(50)
-	env := func(k string) string {
-		if k == "GOGC" {
-			return "50"
-		}
-		return ""
-	}
-	if got := raiseGCPercent(env); got != 50 {
+	if got := raiseGCPercent(envWith("GOGC", "50")); got != 50 {
 		t.Fatalf("with GOGC=50 set: raiseGCPercent() = %d, want 50", got)
 	}
 	if cur := debug.SetGCPercent(100); cur != 50 {
 		t.Fatalf("with GOGC=50 set: GOGC in force %d, want 50", cur)
+	}
+}
+
+// envWith is an environment holding only key=value.
+func envWith(key, value string) envFunc {
+	return func(k string) string {
+		if k == key {
+			return value
+		}
+		return ""
 	}
 }
