@@ -286,6 +286,7 @@ func (s *benchSession) open(ctx context.Context, env envFunc) error {
 	s.server = srv
 	s.logf("ledgerq ready at %s after %s", srv.url, took.Round(time.Millisecond))
 	s.lq = newBenchTarget(srv.url, s.token, s.cfg.maxInflight)
+	s.lq.cpu = srv.cpu
 	return nil
 }
 
@@ -364,7 +365,9 @@ func (s *benchSession) publishRun(ctx context.Context, t *benchTarget, target st
 	if t != s.lq {
 		unit = "req/s" // the limit stores nothing: requests, not messages
 	}
-	return s.record(benchClosedLoop(ctx, s.phase("publish", target, unit), func(ctx context.Context, w int) (int, error) {
+	ph := s.phase("publish", target, unit)
+	ph.CPU = t.cpuProbe()
+	return s.record(benchClosedLoop(ctx, ph, func(ctx context.Context, w int) (int, error) {
 		_, err := t.publish(ctx, queues[w%len(queues)], s.bodies.single, bufs[w])
 		return 1, err
 	}))
@@ -379,6 +382,8 @@ func (s *benchSession) batchRun(ctx context.Context, phase string, queues []stri
 	ph.Duration = d
 	if stop != nil {
 		ph.Warmup = 0
+	} else {
+		ph.CPU = s.lq.cpuProbe()
 	}
 	return s.record(benchClosedLoop(ctx, ph, func(ctx context.Context, w int) (int, error) {
 		if stop != nil && stop() {
@@ -400,6 +405,7 @@ func (s *benchSession) receiveRun(ctx context.Context, queues []string) benchRun
 	s.settle(ctx)
 	bufs := newBenchBufs(s.cfg.conns)
 	ph := s.phase("receive", "ledgerq", "msg/s")
+	ph.CPU = s.lq.cpuProbe()
 	run := benchClosedLoop(ctx, ph, func(ctx context.Context, w int) (int, error) {
 		n, err := s.lq.receiveAck(ctx, queues[w%len(queues)], s.bodies.receive, bufs[w])
 		if errors.Is(err, errBenchDrained) {
@@ -418,7 +424,9 @@ func (s *benchSession) fixedRun(ctx context.Context, queues []string, rate float
 	s.settle(ctx)
 	var next atomicCounter
 	bufs := newBenchBufs(s.cfg.maxInflight)
-	return s.record(benchFixedRate(ctx, s.phase("fixed-rate", "ledgerq", "msg/s"), rate, s.cfg.maxInflight,
+	ph := s.phase("fixed-rate", "ledgerq", "msg/s")
+	ph.CPU = s.lq.cpuProbe()
+	return s.record(benchFixedRate(ctx, ph, rate, s.cfg.maxInflight,
 		func(ctx context.Context, w int, _ time.Time) (int, error) {
 			_, err := s.lq.publish(ctx, queues[next.add(1)%int64(len(queues))], s.bodies.single, bufs[w])
 			return 1, err

@@ -65,6 +65,7 @@ func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
 		Name: "Receive 10 + ack over HTTP", Anchor: "single-publish rate (this run)",
 		Limit: s.ratesOf("publish", "ledgerq"), LimitUnit: "msg/s", Ledgerq: recv, Unit: "msg/s",
 		Op: ">=", Target: 1, Errors: recvErrs,
+		Note: cpuNote(s.runs, "receive", "message", cpuSide{"ledgerq", "ledgerq"}),
 	})
 
 	mp, mr := s.mixedRun(ctx, mixQ)
@@ -81,6 +82,9 @@ func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
 		Ledgerq: []float64{fr.P99}, Unit: "ms", Errors: fr.Errors,
 		Note: fmt.Sprintf("open loop, latency from each request's due time: p50 %s, p99 %s, p99.9 %s, max %s; %s msg/s achieved.",
 			msText(fr.P50), msText(fr.P99), msText(fr.P999), msText(fr.Max), human(fr.Rate)),
+	}
+	if n := cpuNote(s.runs, "fixed-rate", "message", cpuSide{"ledgerq", "ledgerq"}); n != "" {
+		fixedRow.Note += " " + n
 	}
 
 	sseRow := s.sseRow(ctx, rate)
@@ -116,6 +120,7 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 	}
 	defer lim.stop()
 	limT := newBenchTarget(lim.url, s.limitToken, s.cfg.conns)
+	limT.cpu = lim.cpu
 	defer limT.close()
 	rabbitErr := peerReachable(s.cfg.rabbitURL)
 	if rabbitErr != nil {
@@ -136,7 +141,9 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 
 		if rabbitErr == nil {
 			s.settle(ctx)
-			r, err := benchRabbitMQ(ctx, s.cfg.rabbitURL, s.phase("publish", "rabbitmq", "msg/s"), []byte(limits.Body(s.cfg.bodyBytes)))
+			ph := s.phase("publish", "rabbitmq", "msg/s")
+			ph.CPU = &cpuProbe{} // RabbitMQ is not our child: the generator's CPU only
+			r, err := benchRabbitMQ(ctx, s.cfg.rabbitURL, ph, []byte(limits.Body(s.cfg.bodyBytes)))
 			if err != nil {
 				rabbitErr = err
 				s.logf("RabbitMQ skipped: %v", err)
@@ -167,6 +174,8 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 	if rabbitErr != nil {
 		rows[3].Skip = "RabbitMQ not reachable (" + rabbitErr.Error() + ")"
 	}
+	rows[0].Note = cpuNote(s.runs, "publish", "request", cpuSide{"L", "limit:http+json+jwt"}, cpuSide{"ledgerq", "ledgerq"})
+	rows[3].Note = cpuNote(s.runs, "publish", "message", cpuSide{"RabbitMQ", "rabbitmq"}, cpuSide{"ledgerq", "ledgerq"})
 	return rows, mean(pub), nil
 }
 
@@ -195,7 +204,9 @@ func (s *benchSession) compareBatch(ctx context.Context, queues []string) ([]ben
 
 		if natsErr == nil {
 			s.settle(ctx)
-			r, err := benchJetStream(ctx, s.cfg.natsURL, s.phase("batch", "jetstream", "msg/s"), s.cfg.publishBatch, []byte(limits.Body(s.cfg.bodyBytes)))
+			ph := s.phase("batch", "jetstream", "msg/s")
+			ph.CPU = &cpuProbe{} // nor is nats-server
+			r, err := benchJetStream(ctx, s.cfg.natsURL, ph, s.cfg.publishBatch, []byte(limits.Body(s.cfg.bodyBytes)))
 			if err != nil {
 				natsErr = err
 				s.logf("NATS JetStream skipped: %v", err)
@@ -220,6 +231,7 @@ func (s *benchSession) compareBatch(ctx context.Context, queues []string) ([]ben
 	if natsErr != nil {
 		rows[1].Skip = "NATS not reachable (" + natsErr.Error() + ")"
 	}
+	rows[1].Note = cpuNote(s.runs, "batch", "message", cpuSide{"JetStream", "jetstream"}, cpuSide{"ledgerq", "ledgerq"})
 	return rows, nil
 }
 

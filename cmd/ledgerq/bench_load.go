@@ -25,9 +25,15 @@ type benchTarget struct {
 	base   string
 	token  string
 	client *http.Client
+	// cpu reads the target process's CPU time when the bench started it;
+	// nil otherwise.
+	cpu func() (time.Duration, error)
 	// maxPos is the highest position any command answer carried.
 	maxPos atomic.Int64
 }
+
+// cpuProbe measures the bench's CPU and, when known, the target's.
+func (t *benchTarget) cpuProbe() *cpuProbe { return &cpuProbe{Target: t.cpu} }
 
 // newBenchTarget keeps up to idle connections open so that a run with that
 // many concurrent requests never pays for new TCP connections mid-run.
@@ -248,6 +254,10 @@ type benchPhase struct {
 	Phase, Target, Unit string
 	Conns               int
 	Warmup, Duration    time.Duration
+	// CPU, when set, adds the CPU used per op after the warm-up (the
+	// bench's own and the target's) to the run's extras. Leave it nil when
+	// other work runs in the bench at the same time.
+	CPU *cpuProbe
 }
 
 // errBenchStop, returned (wrapped) by an operation, ends the run for every
@@ -270,6 +280,7 @@ type benchOp func(ctx context.Context, worker int) (int, error)
 func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
 	start := time.Now()
 	from := start.Add(ph.Warmup)
+	cpu := startCPUWindow(ph.CPU, ph.Warmup)
 	var end, lastDone atomic.Int64
 	end.Store(from.Add(ph.Duration).UnixNano())
 	type tally struct {
@@ -339,6 +350,7 @@ func benchClosedLoop(ctx context.Context, ph benchPhase, op benchOp) benchRun {
 		run.Note = "ended during the warm-up; nothing measured"
 	}
 	run.setLatencies(lat)
+	cpu.finish(&run)
 	return run
 }
 
@@ -373,6 +385,7 @@ type benchFixedOp func(ctx context.Context, worker int, intended time.Time) (int
 func benchFixedRate(ctx context.Context, ph benchPhase, rate float64, maxInflight int, op benchFixedOp) benchRun {
 	start := time.Now()
 	from := start.Add(ph.Warmup)
+	cpu := startCPUWindow(ph.CPU, ph.Warmup)
 	pacer := newBenchPacer(rate, start, ph.Warmup+ph.Duration)
 	jobs := make(chan time.Time, maxInflight)
 	type tally struct {
@@ -428,5 +441,6 @@ func benchFixedRate(ctx context.Context, ph benchPhase, rate float64, maxInfligh
 	run.extra("offered_rate", rate)
 	run.extra("sent", float64(sent))
 	run.setLatencies(lat)
+	cpu.finish(&run)
 	return run
 }

@@ -196,6 +196,11 @@ func (c *benchChild) stop() error {
 }
 
 // rss is the child's resident set size in bytes (Linux /proc only).
+// cpu is the CPU time the child has used so far.
+func (c *benchChild) cpu() (time.Duration, error) {
+	return procCPU(c.cmd.Process.Pid)
+}
+
 func (c *benchChild) rss() (int64, error) {
 	return procRSS(c.cmd.Process.Pid)
 }

@@ -327,6 +327,13 @@ const benchMethod = `## How it is measured
   publish's 201 (0 when the frame came first). After the last publish the bench keeps reading as long as
   frames keep coming (up to 2 minutes), so a lagging read side shows as latency; frames that never came count
   as errors, and streams the server ended are counted.
+- **CPU per op.** For the closed-loop and fixed-rate runs the bench reads, at the end of the warm-up and at
+  the end of the run, its own CPU time (getrusage) and that of the server it started (utime + stime from
+  ` + "`/proc/PID/stat`" + `, 10 ms ticks), and divides each difference by the run's messages or requests
+  (` + "`server_cpu_us_per_op`" + `, ` + "`bench_cpu_us_per_op`" + ` in the JSON; the peers' servers are not its
+  children, so only the generator's CPU is known for them). The rows' notes give the means. On a machine
+  whose cores both are busy, a rate is the cores' time divided by generator + server CPU per op, which is
+  why a ratio against a light anchor moves when the host's CPU changes.
 - **Settling.** Before every run, of ledgerq or of an anchor, the bench waits until ledgerq's read side has
   applied everything written so far, so no run shares the CPU with the backlog of the one before.
 - **Start-up.** The first server's log is topped up to the target number of events with batch publishes, the

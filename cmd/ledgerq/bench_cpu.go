@@ -1,0 +1,168 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Where the CPU of a run goes. On a 2-core machine the load generator and
+// the server share the cores, so a throughput ratio says as much about the
+// generator as about the server; these figures say how much each used per
+// unit of the run's rate (per message, per request …).
+const (
+	extraServerCPU = "server_cpu_us_per_op"
+	extraBenchCPU  = "bench_cpu_us_per_op"
+)
+
+// cpuProbe asks for the CPU figures of a run. Target reads the CPU time the
+// measured process has used so far (nil: only the bench's own is measured,
+// as for the peers, whose servers are not our children).
+type cpuProbe struct {
+	Target func() (time.Duration, error)
+}
+
+// cpuWindow measures CPU time from the end of a run's warm-up to the end of
+// the run: the bench process's own, and the target's when known.
+type cpuWindow struct {
+	probe *cpuProbe
+	timer *time.Timer
+
+	mu               sync.Mutex
+	begun            bool
+	self0, target0   time.Duration
+	selfOK, targetOK bool
+}
+
+// startCPUWindow begins the window after warmup; a nil probe measures
+// nothing.
+func startCPUWindow(probe *cpuProbe, warmup time.Duration) *cpuWindow {
+	w := &cpuWindow{probe: probe}
+	if probe != nil {
+		w.timer = time.AfterFunc(warmup, w.begin)
+	}
+	return w
+}
+
+func (w *cpuWindow) begin() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var err error
+	w.self0, err = selfCPU()
+	w.selfOK = err == nil
+	if w.probe.Target != nil {
+		w.target0, err = w.probe.Target()
+		w.targetOK = err == nil
+	}
+	w.begun = true
+}
+
+// finish ends the window and adds the per-op figures to run. A run that
+// ended during its warm-up gets none.
+func (w *cpuWindow) finish(run *benchRun) {
+	if w.probe == nil {
+		return
+	}
+	w.timer.Stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.begun || run.Ops <= 0 {
+		return
+	}
+	perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(run.Ops) }
+	if w.selfOK {
+		if now, err := selfCPU(); err == nil {
+			run.extra(extraBenchCPU, perOp(now-w.self0))
+		}
+	}
+	if w.targetOK {
+		if now, err := w.probe.Target(); err == nil {
+			run.extra(extraServerCPU, perOp(now-w.target0))
+		}
+	}
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procCPU is the user plus system CPU time process pid has used, its exited
+// threads included (Linux /proc only).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("process CPU: %w", err)
+	}
+	return parseProcStatCPU(string(b))
+}
+
+// parseProcStatCPU reads utime and stime (fields 14 and 15) of a
+// /proc/PID/stat line. The command name (field 2) is in parentheses and may
+// hold spaces and parentheses itself, so fields are counted after the last
+// ')'.
+func parseProcStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("process CPU: no command name in /proc stat")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state), so utime (14) and stime (15) are f[11], f[12].
+	if len(f) < 13 {
+		return 0, errors.New("process CPU: short /proc stat line")
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("process CPU: bad /proc stat field %q", s)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// cpuSide names a target of a row's runs for cpuNote.
+type cpuSide struct {
+	label, target string
+}
+
+// cpuNote says how much CPU each side of a row used per op in the runs of
+// phase, as the means of the recorded runs: the server's (when the bench
+// started it) and the generator's. It is "" when no run has the figures.
+func cpuNote(runs []benchRun, phase, per string, sides ...cpuSide) string {
+	var parts []string
+	for _, side := range sides {
+		var server, bench []float64
+		for _, r := range runs {
+			if r.Phase != phase || r.Target != side.target {
+				continue
+			}
+			if v, ok := r.Extra[extraServerCPU]; ok {
+				server = append(server, v)
+			}
+			if v, ok := r.Extra[extraBenchCPU]; ok {
+				bench = append(bench, v)
+			}
+		}
+		switch {
+		case len(server) > 0 && len(bench) > 0:
+			parts = append(parts, fmt.Sprintf("%s: server %s, generator %s", side.label, usText(mean(server)), usText(mean(bench))))
+		case len(bench) > 0:
+			parts = append(parts, fmt.Sprintf("%s: generator %s", side.label, usText(mean(bench))))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "CPU per " + per + " after the warm-up (mean of the runs; " + strconv.Itoa(runtime.NumCPU()) + " CPUs shared by all): " + strings.Join(parts, "; ") + "."
+}
+
+func usText(us float64) string {
+	return strconv.FormatFloat(us, 'f', 0, 64) + " µs"
+}
