@@ -138,6 +138,14 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 	if first, want := evs[0].Position, e.minCheckpoint()+1; first != want {
 		return fmt.Errorf("%w: batch starts at %d, expected %d", ErrGap, first, want)
 	}
+	// A batch is one short transaction, applied whole or not at all, so
+	// stopping it half-way gains nothing. Given a context that can be
+	// cancelled, database/sql starts a goroutine per transaction (to roll
+	// it back on cancel) and mattn/go-sqlite3 one per statement (to
+	// interrupt SQLite): more scheduling than work for single-row
+	// statements. Without cancellation everything runs on this goroutine;
+	// callers look at ctx between batches.
+	ctx = context.WithoutCancel(ctx)
 	tx, err := e.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("projections: begin: %w", err)
