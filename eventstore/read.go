@@ -2,11 +2,12 @@ package eventstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Reads run on the read-only pool, one short statement per page of
@@ -49,7 +50,12 @@ func scanEvent(r rowScanner) (Event, error) {
 		&data, &meta, &ms, &e.PrevHash, &e.Hash); err != nil {
 		return Event{}, err
 	}
-	if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+	// go-json-experiment/json decodes in one pass (encoding/json scans the
+	// bytes once to validate, then again to decode): every read of the log
+	// goes through here. Metadata is written by encoding/json from a
+	// struct, so it is valid UTF-8 with exactly-cased, unique member
+	// names, the points where the two packages differ.
+	if err := jsonv2.Unmarshal(meta, &e.Metadata); err != nil {
 		return Event{}, fmt.Errorf("event %d: metadata is not valid JSON: %w", e.Position, err)
 	}
 	e.Data = data
