@@ -336,6 +336,10 @@ const benchMethod = `## How it is measured
   why a ratio against a light anchor moves when the host's CPU changes.
 - **Settling.** Before every run, of ledgerq or of an anchor, the bench waits until ledgerq's read side has
   applied everything written so far, so no run shares the CPU with the backlog of the one before.
+- **Rebuild.** After the replay runs, the stopped server's read model file is deleted and the server is
+  started again: its projections rebuild every read model from the whole log (the catch-up path, which reads
+  the store in position order). The figure is the log's events over the time from process start until a
+  query with ` + "`X-Ledgerq-Min-Position`" + ` set to the head answers.
 - **Start-up.** The first server's log is topped up to the target number of events with batch publishes, the
   server is stopped with SIGTERM (which writes the command-state snapshot) and started again; the figure is
   process start to the first 200 from /readyz. The note also times a start after the snapshot file is deleted,

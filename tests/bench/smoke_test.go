@@ -29,13 +29,14 @@ type report struct {
 		Anchor  []float64 `json:"anchor_runs"`
 	} `json:"rows"`
 	Runs []struct {
-		Phase      string  `json:"phase"`
-		Target     string  `json:"target"`
-		Ops        int64   `json:"ops"`
-		Rate       float64 `json:"rate"`
-		Errors     int64   `json:"errors"`
-		FirstError string  `json:"first_error"`
-		Samples    int     `json:"latency_samples"`
+		Phase      string             `json:"phase"`
+		Target     string             `json:"target"`
+		Ops        int64              `json:"ops"`
+		Rate       float64            `json:"rate"`
+		Errors     int64              `json:"errors"`
+		FirstError string             `json:"first_error"`
+		Samples    int                `json:"latency_samples"`
+		Extra      map[string]float64 `json:"extra"`
 	} `json:"runs"`
 }
 
@@ -144,6 +145,19 @@ func TestBenchCompareSmoke(t *testing.T) {
 	for _, k := range []string{"publish/limit:http+json+jwt", "publish/ledgerq", "fdatasync/limit:fdatasync", "batch/limit:sqlite-insert", "batch/ledgerq", "receive/ledgerq", "replay/limit:scan+decode", "replay/ledgerq"} {
 		if count[k] != 2 {
 			t.Errorf("%d runs of %s, want 2 (--runs default)", count[k], k)
+		}
+	}
+	if count["rebuild/ledgerq"] != 1 {
+		t.Errorf("%d rebuilds of the read models, want 1", count["rebuild/ledgerq"])
+	}
+	// The servers the bench started report their CPU per op, the
+	// generator its own; both are real figures of these processes.
+	for _, r := range rep.Runs {
+		if (r.Phase == "publish" || r.Phase == "batch" || r.Phase == "receive") && (r.Target == "ledgerq" || r.Target == "limit:http+json+jwt") {
+			if r.Extra["server_cpu_us_per_op"] <= 0 || r.Extra["bench_cpu_us_per_op"] <= 0 {
+				t.Errorf("%s/%s: CPU per op server %v, generator %v: want both measured", r.Phase, r.Target,
+					r.Extra["server_cpu_us_per_op"], r.Extra["bench_cpu_us_per_op"])
+			}
 		}
 	}
 	page, err := os.ReadFile(md)
