@@ -364,10 +364,55 @@ func (e *Engine) CatchUp(ctx context.Context) error {
 
 // catchUpLocked reads the Source from the applied position up to upTo (0:
 // its head), applying CatchUpBatch events per transaction.
+//
+// The Source is read and decoded on a goroutine of its own, a batch or two
+// ahead, while this one applies the batch before: reading the log and
+// writing the read model then run at once instead of in turn, which is
+// what a rebuild of a long log waits for. Batches are applied in order,
+// and a read error is returned after the batches read before it were
+// applied, as a single loop would.
 func (e *Engine) catchUpLocked(ctx context.Context, upTo int64, notify bool) error {
 	after := e.minCheckpoint()
+	readCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := make(chan []decoded, 1)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		readErr <- e.readBatches(readCtx, after, upTo, batches)
+	}()
+	for batch := range batches {
+		if err := e.applyBatch(ctx, batch, notify); err != nil {
+			stop()
+			for range batches {
+				// The reader sees the cancellation at its next event or send.
+			}
+			<-readErr
+			return err
+		}
+	}
+	if err := <-readErr; err != nil {
+		return fmt.Errorf("projections: catch up after %d: %w", after, err)
+	}
+	return nil
+}
+
+// readBatches reads the Source after position after (up to upTo when it is
+// positive), decodes each event and sends them in batches of CatchUpBatch,
+// the last one possibly shorter. It checks that positions follow each
+// other without a gap.
+func (e *Engine) readBatches(ctx context.Context, after, upTo int64, out chan<- []decoded) error {
 	next := after + 1
 	batch := make([]decoded, 0, e.cfg.CatchUpBatch)
+	send := func() error {
+		select {
+		case out <- batch:
+			batch = make([]decoded, 0, e.cfg.CatchUpBatch)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	err := e.cfg.Source.ReadAll(ctx, after, func(ev eventstore.Event) error {
 		if upTo > 0 && ev.Position > upTo {
 			return errStop
@@ -385,17 +430,17 @@ func (e *Engine) catchUpLocked(ctx context.Context, upTo int64, notify bool) err
 		batch = append(batch, d)
 		next++
 		if len(batch) == cap(batch) {
-			if err := e.applyBatch(ctx, batch, notify); err != nil {
-				return err
-			}
-			batch = batch[:0]
+			return send()
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
-		return fmt.Errorf("projections: catch up after %d: %w", after, err)
+		return err
 	}
-	return e.applyBatch(ctx, batch, notify)
+	if len(batch) > 0 {
+		return send()
+	}
+	return nil
 }
 
 // Rebuild drops every read model and rebuilds it from position 0 through the

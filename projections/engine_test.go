@@ -514,3 +514,67 @@ func TestFailedPacksLeaveNoRememberedRows(t *testing.T) {
 		}
 	}
 }
+
+// failingSource serves a log until it has handed out n events after the
+// requested position, then fails.
+type failingSource struct {
+	log *memLog
+	n   int
+	err error
+}
+
+func (s failingSource) ReadAll(ctx context.Context, after int64, fn func(eventstore.Event) error) error {
+	served := 0
+	return s.log.ReadAll(ctx, after, func(e eventstore.Event) error {
+		if served == s.n {
+			return s.err
+		}
+		served++
+		return fn(e)
+	})
+}
+
+// TestCatchUpStopsAtAFailedRead: the catch-up reads ahead of what it
+// applies, yet a read that fails half-way leaves exactly the whole batches
+// read before it applied, returns the failure, and a later catch-up goes
+// on from there to the same read model as one that never failed.
+func TestCatchUpStopsAtAFailedRead(t *testing.T) {
+	log := newMemLog()
+	s := newSim(t, log, 11)
+	for range 400 {
+		s.step()
+	}
+	events := log.all()
+	head := events[len(events)-1].Position
+	if head < 100 {
+		t.Fatalf("the workload wrote only %d events", head)
+	}
+	boom := errors.New("disk on fire")
+	e := newEngine(t, Config{Source: failingSource{log: log, n: 55, err: boom}, CatchUpBatch: 10})
+	if err := e.CatchUp(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("catch-up over a failing source: %v, want %v", err, boom)
+	}
+	if got := e.AppliedPosition(); got != 50 {
+		t.Fatalf("applied %d after a read failing at the 56th event, want the 5 whole batches of 10", got)
+	}
+
+	e.cfg.Source = log
+	if err := e.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.AppliedPosition(); got != head {
+		t.Fatalf("applied %d after the second catch-up, want %d", got, head)
+	}
+	ref := newEngine(t, Config{Source: log})
+	if err := ref.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range e.projs {
+		got, want := dump(t, e, p), dump(t, ref, p)
+		for table, rows := range want {
+			if !slices.Equal(got[table], rows) {
+				t.Errorf("%s.%s differs from a catch-up that never failed", p.name(), table)
+			}
+		}
+	}
+}
