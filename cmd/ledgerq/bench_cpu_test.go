@@ -76,8 +76,9 @@ func TestProcCPUFollowsTheProcess(t *testing.T) {
 }
 
 // TestClosedLoopReportsCPU runs a closed loop with a target whose CPU is
-// a counter the test moves: the figures are what was used after the
-// warm-up, divided by the measured ops.
+// a counter each op moves by 100 µs: the figure is what was used after the
+// warm-up, divided by the measured ops. The warm-up is longer than the
+// measured window, so a figure that counted it would be 2.5 times too high.
 func TestClosedLoopReportsCPU(t *testing.T) {
 	tg := limitTarget(t)
 	bodies := newBenchBodies(limits.BodyBytes, 100, 10)
@@ -86,7 +87,7 @@ func TestClosedLoopReportsCPU(t *testing.T) {
 	var calls atomic.Int32
 	probe := &cpuProbe{Target: func() (time.Duration, error) { calls.Add(1); return time.Duration(fake.Load()), nil }}
 	run := benchClosedLoop(context.Background(), benchPhase{Phase: "publish", Target: "limit", Unit: "req/s", Conns: 1,
-		Warmup: 50 * time.Millisecond, Duration: 150 * time.Millisecond, CPU: probe},
+		Warmup: 150 * time.Millisecond, Duration: 100 * time.Millisecond, CPU: probe},
 		func(ctx context.Context, w int) (int, error) {
 			fake.Add(int64(100 * time.Microsecond))
 			_, err := tg.publish(ctx, "q", bodies.single, bufs[w])
@@ -98,12 +99,11 @@ func TestClosedLoopReportsCPU(t *testing.T) {
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("target CPU read %d times, want at the end of the warm-up and at the end", n)
 	}
-	// An op in flight at either edge is counted on one side only: within
-	// two ops of the exact figure.
-	got := run.Extra[extraServerCPU]
-	lo, hi := 100.0*float64(run.Ops-2)/float64(run.Ops), 100.0*float64(run.Ops+2)/float64(run.Ops)
-	if got < lo || got > hi {
-		t.Fatalf("server CPU %.1f µs per op, want 100 µs (%.1f–%.1f)", got, lo, hi)
+	// The first reading comes from a timer and may lag the end of the
+	// warm-up by a few ms on a busy machine (ops then counted without
+	// their CPU): allow for it, not for the warm-up itself.
+	if got := run.Extra[extraServerCPU]; got < 80 || got > 125 {
+		t.Fatalf("server CPU %.1f µs per op over %d ops, want about 100", got, run.Ops)
 	}
 	if v, ok := run.Extra[extraBenchCPU]; !ok || v <= 0 {
 		t.Fatalf("bench CPU per op %v (present %v), want a positive figure", v, ok)
