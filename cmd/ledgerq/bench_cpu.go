@@ -35,7 +35,7 @@ type cpuWindow struct {
 	timer *time.Timer
 
 	mu               sync.Mutex
-	begun            bool
+	begun            time.Time
 	self0, target0   time.Duration
 	selfOK, targetOK bool
 }
@@ -60,7 +60,7 @@ func (w *cpuWindow) begin() {
 		w.target0, err = w.probe.Target()
 		w.targetOK = err == nil
 	}
-	w.begun = true
+	w.begun = time.Now()
 }
 
 // finish ends the window and adds the per-op figures to run. A run that
@@ -72,10 +72,19 @@ func (w *cpuWindow) finish(run *benchRun) {
 	w.timer.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.begun || run.Ops <= 0 {
+	if w.begun.IsZero() || run.Ops <= 0 || run.Seconds <= 0 {
 		return
 	}
-	perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(run.Ops) }
+	// The readings span [begun, now]; the ops span the run's measured
+	// window, which the first reading may lag on a busy machine (it comes
+	// from a timer). Dividing the CPU rate over the readings' span by the
+	// op rate over the run's window keeps that lag out of the figure.
+	span := time.Since(w.begun).Seconds()
+	if span <= 0 {
+		return
+	}
+	opsPerSecond := float64(run.Ops) / run.Seconds
+	perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / span / opsPerSecond }
 	if w.selfOK {
 		if now, err := selfCPU(); err == nil {
 			run.extra(extraBenchCPU, perOp(now-w.self0))

@@ -329,8 +329,8 @@ const benchMethod = `## How it is measured
   as errors, and streams the server ended are counted.
 - **CPU per op.** For the closed-loop and fixed-rate runs the bench reads, at the end of the warm-up and at
   the end of the run, its own CPU time (getrusage) and that of the server it started (utime + stime from
-  ` + "`/proc/PID/stat`" + `, 10 ms ticks), and divides each difference by the run's messages or requests
-  (` + "`server_cpu_us_per_op`" + `, ` + "`bench_cpu_us_per_op`" + ` in the JSON; the peers' servers are not its
+  ` + "`/proc/PID/stat`" + `, 10 ms ticks), and divides each one's CPU per second between the readings by the run's
+  messages or requests per second (` + "`server_cpu_us_per_op`" + `, ` + "`bench_cpu_us_per_op`" + ` in the JSON; the peers' servers are not its
   children, so only the generator's CPU is known for them). The rows' notes give the means. On a machine
   whose cores both are busy, a rate is the cores' time divided by generator + server CPU per op, which is
   why a ratio against a light anchor moves when the host's CPU changes.
