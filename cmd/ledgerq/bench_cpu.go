@@ -1,15 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // Where the CPU of a run goes. On a 2-core machine the load generator and
@@ -97,43 +96,19 @@ func (w *cpuWindow) finish(run *benchRun) {
 	}
 }
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100
-// on every Linux architecture Go supports.
-const clockTicks = 100
-
 // procCPU is the user plus system CPU time process pid has used, its exited
-// threads included (Linux /proc only).
+// threads included (Linux /proc only; procfs reads utime and stime of
+// /proc/PID/stat, in 10 ms ticks).
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("process CPU: %w", err)
 	}
-	return parseProcStatCPU(string(b))
-}
-
-// parseProcStatCPU reads utime and stime (fields 14 and 15) of a
-// /proc/PID/stat line. The command name (field 2) is in parentheses and may
-// hold spaces and parentheses itself, so fields are counted after the last
-// ')'.
-func parseProcStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("process CPU: no command name in /proc stat")
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("process CPU: %w", err)
 	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state), so utime (14) and stime (15) are f[11], f[12].
-	if len(f) < 13 {
-		return 0, errors.New("process CPU: short /proc stat line")
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("process CPU: bad /proc stat field %q", s)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return time.Duration(st.CPUTime() * float64(time.Second)), nil
 }
 
 // cpuSide names a target of a row's runs for cpuNote.

@@ -12,24 +12,6 @@ import (
 	"github.com/ledgerq/ledgerq/tests/bench/limits"
 )
 
-func TestParseProcStatCPU(t *testing.T) {
-	// A command name may hold spaces and parentheses: fields count from
-	// the last ')'. utime 250 + stime 50 ticks = 3 s at USER_HZ 100.
-	line := "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 12345 0 0\n"
-	got, err := parseProcStatCPU(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != 3*time.Second {
-		t.Fatalf("got %s, want 3s", got)
-	}
-	for _, bad := range []string{"", "4242 no parenthesis S 1", "4242 (x) S 1 2 3", "4242 (x) S 1 2 3 4 5 6 7 8 9 10 -5 7"} {
-		if _, err := parseProcStatCPU(bad); err == nil {
-			t.Errorf("%q: no error", bad)
-		}
-	}
-}
-
 // burnCPU spins until this process has used at least d more CPU time.
 func burnCPU(t *testing.T, d time.Duration) {
 	t.Helper()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -13,12 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/procfs"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ledgerq/ledgerq/tests/bench/limits"
@@ -206,22 +205,15 @@ func (c *benchChild) rss() (int64, error) {
 }
 
 func procRSS(pid int) (int64, error) {
-	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("resident memory: %w", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) == 2 && fields[1] == "kB" {
-				kb, err := strconv.ParseInt(fields[0], 10, 64)
-				return kb * 1024, err
-			}
-		}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("resident memory: %w", err)
 	}
-	return 0, errors.New("resident memory: no VmRSS line in /proc status")
+	return int64(st.ResidentMemory()), nil
 }
 
 func tailFile(path string, lines int) string {
