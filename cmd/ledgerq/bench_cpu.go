@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/prometheus/procfs"
 )
 
 // Where the CPU of a run goes. On a 2-core machine the load generator and
@@ -100,11 +98,7 @@ func (w *cpuWindow) finish(run *benchRun) {
 // threads included (Linux /proc only; procfs reads utime and stime of
 // /proc/PID/stat, in 10 ms ticks).
 func procCPU(pid int) (time.Duration, error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, fmt.Errorf("process CPU: %w", err)
-	}
-	st, err := p.Stat()
+	st, err := procStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("process CPU: %w", err)
 	}

@@ -205,15 +205,20 @@ func (c *benchChild) rss() (int64, error) {
 }
 
 func procRSS(pid int) (int64, error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, fmt.Errorf("resident memory: %w", err)
-	}
-	st, err := p.Stat()
+	st, err := procStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("resident memory: %w", err)
 	}
 	return int64(st.ResidentMemory()), nil
+}
+
+// procStat reads /proc/PID/stat (Linux only).
+func procStat(pid int) (procfs.ProcStat, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return procfs.ProcStat{}, err
+	}
+	return p.Stat()
 }
 
 func tailFile(path string, lines int) string {
