@@ -20,6 +20,7 @@ import (
 // benchConfig is every knob of `ledgerq bench`.
 type benchConfig struct {
 	url, token      string
+	serverPID       int
 	compare, quick  bool
 	scenarios       []string
 	duration        time.Duration
@@ -122,6 +123,7 @@ func parseBenchFlags(args []string, env envFunc, stderr io.Writer) (benchConfig,
 	var cfg benchConfig
 	fs.StringVar(&cfg.url, "url", "", "base URL of a running ledgerq (default: start one)")
 	fs.StringVar(&cfg.token, "token", "", "bearer token for --url (default: minted from LEDGERQ_JWT_SECRET)")
+	fs.IntVar(&cfg.serverPID, "server-pid", 0, "with --url: the server's process id on this machine, to report its CPU per op too (Linux)")
 	fs.BoolVar(&cfg.compare, "compare", false, "measure limits and peers too and print the table of goals")
 	fs.BoolVar(&cfg.quick, "quick", false, "a smoke test: every phase short and small (flags given explicitly still win)")
 	scen := fs.String("scenarios", "publish,batch,receive,fixed", "phases without --compare, comma-separated: "+strings.Join(benchScenarios, ", ")+" or all")
@@ -199,6 +201,9 @@ func parseBenchFlags(args []string, env envFunc, stderr io.Writer) (benchConfig,
 	if cfg.rate < 0 || cfg.startupEvents < 0 || cfg.memoryMessages < 0 || cfg.receivePrefill < 0 {
 		problems = append(problems, "--rate, --startup-events, --memory-messages and --receive-prefill must not be negative")
 	}
+	if cfg.serverPID < 0 || cfg.serverPID > 0 && cfg.url == "" {
+		problems = append(problems, "--server-pid needs --url and a positive process id (a server the bench starts is measured anyway)")
+	}
 	if cfg.url != "" && cfg.token == "" && env("LEDGERQ_JWT_SECRET") == "" {
 		problems = append(problems, "--url needs --token (or LEDGERQ_JWT_SECRET to mint one)")
 	}
@@ -275,6 +280,14 @@ func (s *benchSession) open(ctx context.Context, env envFunc) error {
 			s.token = s.cfg.token
 		}
 		s.lq = newBenchTarget(s.cfg.url, s.token, s.cfg.maxInflight)
+		if pid := s.cfg.serverPID; pid > 0 {
+			// Read it once now, so that a wrong id fails here and not as
+			// runs that silently lack the server's figures.
+			if _, err := procCPU(pid); err != nil {
+				return fmt.Errorf("bench: --server-pid %d: %w", pid, err)
+			}
+			s.lq.cpu = func() (time.Duration, error) { return procCPU(pid) }
+		}
 		return nil
 	}
 	s.dataDir = filepath.Join(s.dir, "data")

@@ -40,6 +40,8 @@ func TestParseBenchFlagsRefuses(t *testing.T) {
 		{"--concurrency", "0"},
 		{"--url", "http://127.0.0.1:1"}, // no token and no secret
 		{"--duration", "-1s"},
+		{"--server-pid", "42"}, // a server the bench starts is measured anyway
+		{"--url", "http://127.0.0.1:1", "--token", "t", "--server-pid", "-3"},
 		{"stray"},
 	} {
 		if _, err := parseBenchFlags(args, noEnv, io.Discard); err == nil {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +105,41 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "ledgerq ready at") {
 		t.Errorf("the bench did not say it started its server:\n%s", stderr)
+	}
+}
+
+// TestBenchMeasuresARunningServer drives a server the test started, as a
+// user drives theirs with --url, and asks for its CPU with --server-pid:
+// every run then reports the server's CPU per op beside the generator's.
+func TestBenchMeasuresARunningServer(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("--server-pid reads /proc")
+	}
+	srv := harness.Start(t, harness.Options{})
+	token := srv.Token("bench", "admin")
+	jsonPath := filepath.Join(t.TempDir(), "runs.json")
+	runBench(t, 2*time.Minute, "--url", srv.URL, "--token", token, "--server-pid", strconv.Itoa(srv.PID()),
+		"--scenarios", "publish,fixed", "--rate", "300", "--duration", "1s", "--warmup", "200ms",
+		"--concurrency", "8", "--queues", "2", "--json", jsonPath)
+	rep := readReport(t, jsonPath)
+	if len(rep.Runs) == 0 {
+		t.Fatal("no runs in the JSON")
+	}
+	for _, r := range rep.Runs {
+		if r.Errors != 0 || r.Ops == 0 {
+			t.Errorf("%s: ops %d, errors %d (%s)", r.Phase, r.Ops, r.Errors, r.FirstError)
+		}
+		if v := r.Extra["server_cpu_us_per_op"]; v <= 0 {
+			t.Errorf("%s: server CPU per op %v, want a positive figure (extras %v)", r.Phase, v, r.Extra)
+		}
+	}
+
+	// A process id that names no process is refused before any load.
+	cmd := exec.Command(harness.Bin(), "bench", "--url", srv.URL, "--token", token, "--server-pid", "999999999",
+		"--scenarios", "publish", "--duration", "1s")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--server-pid 999999999") {
+		t.Fatalf("a missing --server-pid process: err %v, output:\n%s", err, out)
 	}
 }
 
