@@ -47,12 +47,7 @@ func feedLive(t *testing.T, e *Engine, events []eventstore.Event, rng *rand.Rand
 }
 
 func TestRebuildEqualsLive(t *testing.T) {
-	log := newMemLog()
-	s := newSim(t, log, 7)
-	for range 3000 {
-		s.step()
-	}
-	events := log.all()
+	log, events := simulatedLog(t, 7, 3000)
 	hub := &recordingHub{}
 	e := newEngine(t, Config{Source: log, Hub: hub, CatchUpBatch: 97})
 	feedLive(t, e, events, rand.New(rand.NewPCG(1, 2)))
@@ -98,12 +93,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 // The SQLite read models and the in-memory reducer must tell the same story
 // at every point, not only at the end.
 func TestReadModelAgreesWithReducer(t *testing.T) {
-	log := newMemLog()
-	s := newSim(t, log, 11)
-	for range 2500 {
-		s.step()
-	}
-	events := log.all()
+	log, events := simulatedLog(t, 11, 2500)
 	e := newEngine(t, Config{Source: log})
 	st := NewQueueState()
 	svc := queries.New(e, e, queries.WithClock(func() time.Time { return testNow }))
@@ -470,12 +460,7 @@ func (nopSubscriber) Close() error { return nil }
 // poisoned copy of the next pack, ending with an ack of an unknown
 // message) must leave no trace once the real pack is applied.
 func TestFailedPacksLeaveNoRememberedRows(t *testing.T) {
-	log := newMemLog()
-	s := newSim(t, log, 5)
-	for range 2000 {
-		s.step()
-	}
-	events := log.all()
+	log, events := simulatedLog(t, 5, 2000)
 	e := newEngine(t, Config{Source: log})
 	ctx := context.Background()
 	failed := 0
@@ -539,12 +524,7 @@ func (s failingSource) ReadAll(ctx context.Context, after int64, fn func(eventst
 // read before it applied, returns the failure, and a later catch-up goes
 // on from there to the same read model as one that never failed.
 func TestCatchUpStopsAtAFailedRead(t *testing.T) {
-	log := newMemLog()
-	s := newSim(t, log, 11)
-	for range 400 {
-		s.step()
-	}
-	events := log.all()
+	log, events := simulatedLog(t, 11, 400)
 	head := events[len(events)-1].Position
 	if head < 100 {
 		t.Fatalf("the workload wrote only %d events", head)

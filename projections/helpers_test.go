@@ -245,6 +245,18 @@ type simMsg struct {
 	origin   *domain.Origin
 }
 
+// simulatedLog runs the simulated broker for steps steps from seed and
+// returns the log it wrote with its events.
+func simulatedLog(t testing.TB, seed uint64, steps int) (*memLog, []eventstore.Event) {
+	t.Helper()
+	log := newMemLog()
+	s := newSim(t, log, seed)
+	for range steps {
+		s.step()
+	}
+	return log, log.all()
+}
+
 func newSim(t testing.TB, log *memLog, seed uint64) *sim {
 	return &sim{t: t, log: log, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		now: time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC), queue: map[string]*simQueue{}, msgs: map[string]*simMsg{}}
