@@ -23,7 +23,7 @@ type Store struct {
 	log  logrus.FieldLogger
 	lock *fileLock
 
-	wdb         *sql.DB   // the writer connection; used only by the writer goroutine after Open
+	wdb         *sql.DB   // the writer connection: the writer goroutine, and CheckpointWAL between its commits
 	rdb         *sql.DB   // read-only pool
 	insert      *sql.Stmt // one row, prepared on wdb
 	insertMulti *sql.Stmt // multiRows rows, prepared on wdb

@@ -81,6 +81,13 @@ type collector struct {
 
 func collect(t testing.TB, bus *relay.Bus, group string) *collector {
 	t.Helper()
+	return collectSlowly(t, bus, group, 0)
+}
+
+// collectSlowly is collect with a consumer that takes perPack to handle each
+// pack before it acks it, as a busy projection would.
+func collectSlowly(t testing.TB, bus *relay.Bus, group string, perPack time.Duration) *collector {
+	t.Helper()
 	sub, err := bus.Subscriber(group)
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +115,9 @@ func collect(t testing.TB, bus *relay.Bus, group string) *collector {
 				}
 			}
 			c.mu.Unlock()
+			if perPack > 0 {
+				time.Sleep(perPack)
+			}
 			msg.Ack()
 			select {
 			case c.changed <- struct{}{}:

@@ -29,6 +29,15 @@ type Store interface {
 
 var _ Store = (*eventstore.Store)(nil)
 
+// walCheckpointer is what the relay uses of a Store that also has it
+// (*eventstore.Store does): a checkpoint of the log's WAL, asked for while
+// the relay catches up. See eventstore.Store.CheckpointWAL.
+type walCheckpointer interface {
+	CheckpointWAL(ctx context.Context) (eventstore.WALCheckpoint, error)
+}
+
+var _ walCheckpointer = (*eventstore.Store)(nil)
+
 // Errors of the relay.
 var (
 	// ErrRunning: Run was called while the relay was already running.
@@ -150,6 +159,9 @@ type Stats struct {
 	// Rewinds counts the times the relay went back because Redis had lost
 	// published packs.
 	Rewinds uint64
+	// Checkpoints counts the WAL checkpoints the relay asked the store for
+	// between two packs while it was catching up.
+	Checkpoints uint64
 	// LastError and LastErrorAt describe the latest error ("" if none).
 	LastError   string
 	LastErrorAt time.Time
@@ -170,8 +182,8 @@ type Relay struct {
 	schema  eventsSchema
 	logger  watermill.LoggerAdapter
 
-	relayed                                   atomic.Int64
-	packs, events, pubErrs, readErrs, rewinds atomic.Uint64
+	relayed                                                atomic.Int64
+	packs, events, pubErrs, readErrs, rewinds, checkpoints atomic.Uint64
 
 	errMu     sync.Mutex
 	lastErr   string
@@ -282,6 +294,7 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 	bm := &countingBackoff{
 		BackoffManager: wmsql.NewBackoffManager(wmsql.BackoffConfig{
 			Wake: wake, MaxIdleWait: r.cfg.MaxIdleWait, RetryInterval: r.cfg.MinBackoff, Linger: r.cfg.Linger,
+			BetweenBatches: func() { r.checkpoint(ctx) },
 		}),
 		onError: func(err error) { r.readErrs.Add(1); r.noteError(err) },
 	}
@@ -394,6 +407,27 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 	return -1, nil
 }
 
+// checkpoint lets the store copy its WAL into the log's file while the
+// relay holds no read snapshot of it. It runs between two packs, only while
+// the relay reads pack after pack to catch up: when the relay waits for
+// commits (caught up), the moments without a reader that SQLite needs come
+// by themselves. Without it the WAL grows as long as the relay is behind.
+func (r *Relay) checkpoint(ctx context.Context) {
+	c, ok := r.store.(walCheckpointer)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := c.CheckpointWAL(ctx); err != nil {
+		if ctx.Err() == nil && !errors.Is(err, eventstore.ErrClosed) {
+			r.logger.Error("WAL checkpoint failed", err, nil)
+		}
+		return
+	}
+	r.checkpoints.Add(1)
+}
+
 // rewind sets the relay's offset back to pos so the packs after it are
 // published again.
 func (r *Relay) rewind(ctx context.Context, pos int64) error {
@@ -438,6 +472,7 @@ func (r *Relay) Stats() Stats {
 		PublishErrors:   r.pubErrs.Load(),
 		ReadErrors:      r.readErrs.Load(),
 		Rewinds:         r.rewinds.Load(),
+		Checkpoints:     r.checkpoints.Load(),
 		LastError:       r.lastErr,
 		LastErrorAt:     r.lastErrAt,
 	}

@@ -38,6 +38,15 @@ type BackoffConfig struct {
 	// larger batches under load, at the price of Linger more latency.
 	// Default 0.
 	Linger time.Duration
+	// BetweenBatches, if set, is called after a batch that did not reach
+	// the end of the topic, once its transaction has ended (the subscriber
+	// then holds no lock and no snapshot), at most once per BetweenEvery.
+	// A subscriber catching up reads batch after batch with no pause, so
+	// some read snapshot of the main file is always open; the relay uses
+	// the call to let the event store checkpoint its WAL without one.
+	BetweenBatches func()
+	// BetweenEvery spaces the BetweenBatches calls. Default 100ms.
+	BetweenEvery time.Duration
 }
 
 // BackoffManager is a watermill-sql BackoffManager for SQLite. "Database is
@@ -50,8 +59,10 @@ type BackoffConfig struct {
 // committed or rolled back, so waiting inside it holds no lock and no
 // snapshot.
 type BackoffManager struct {
-	cfg       BackoffConfig
-	caughtUp  atomic.Bool
+	cfg      BackoffConfig
+	caughtUp atomic.Bool
+	// between is when BetweenBatches was last called (unix nanoseconds).
+	between   atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
 }
@@ -64,7 +75,12 @@ func NewBackoffManager(cfg BackoffConfig) *BackoffManager {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
-	return &BackoffManager{cfg: cfg, done: make(chan struct{})}
+	if cfg.BetweenEvery <= 0 {
+		cfg.BetweenEvery = 100 * time.Millisecond
+	}
+	b := &BackoffManager{cfg: cfg, done: make(chan struct{})}
+	b.between.Store(time.Now().UnixNano())
+	return b
 }
 
 // HandleError decides how long the subscriber waits before its next poll.
@@ -78,6 +94,7 @@ func (b *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 		return b.cfg.RetryInterval
 	}
 	if !noMsg && !b.caughtUp.Swap(false) {
+		b.maybeBetween()
 		return 0
 	}
 	b.waitIdle()
@@ -90,6 +107,20 @@ func (b *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 // poll (for Wake, then Linger) instead of chasing every commit with a
 // batch of its own.
 func (b *BackoffManager) CaughtUp() { b.caughtUp.Store(true) }
+
+// maybeBetween calls BetweenBatches when BetweenEvery has passed since the
+// last call.
+func (b *BackoffManager) maybeBetween() {
+	if b.cfg.BetweenBatches == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := b.between.Load()
+	if now-last < int64(b.cfg.BetweenEvery) || !b.between.CompareAndSwap(last, now) {
+		return
+	}
+	b.cfg.BetweenBatches()
+}
 
 func (b *BackoffManager) waitIdle() {
 	t := time.NewTimer(b.cfg.MaxIdleWait)

@@ -232,3 +232,40 @@ func TestBackoffManagerPollsWithoutWake(t *testing.T) {
 		t.Fatal("idle wait without Wake did not end after MaxIdleWait")
 	}
 }
+
+// BetweenBatches runs after batches that did not reach the end of the topic,
+// at most once per BetweenEvery; never after an error, an empty poll or a
+// batch that caught up.
+func TestBackoffManagerBetweenBatches(t *testing.T) {
+	logger := watermill.NopLogger{}
+	calls := 0
+	wake := make(chan struct{}, 1)
+	b := wmsql.NewBackoffManager(wmsql.BackoffConfig{Wake: wake, MaxIdleWait: time.Hour,
+		BetweenBatches: func() { calls++ }, BetweenEvery: 300 * time.Millisecond})
+	defer b.Close()
+
+	b.HandleError(logger, false, nil)
+	if calls != 0 {
+		t.Fatalf("called %d times before BetweenEvery had passed", calls)
+	}
+	time.Sleep(350 * time.Millisecond)
+	b.HandleError(logger, false, errors.New("disk I/O error"))
+	wake <- struct{}{}
+	b.HandleError(logger, true, nil) // an empty poll: waits for the signal
+	b.CaughtUp()
+	wake <- struct{}{}
+	b.HandleError(logger, false, nil) // a batch that caught up: waits too
+	if calls != 0 {
+		t.Fatalf("called %d times after an error, an empty poll and a caught-up batch", calls)
+	}
+	b.HandleError(logger, false, nil)
+	b.HandleError(logger, false, nil)
+	if calls != 1 {
+		t.Fatalf("called %d times for two batches in a row behind, want 1", calls)
+	}
+	time.Sleep(350 * time.Millisecond)
+	b.HandleError(logger, false, nil)
+	if calls != 2 {
+		t.Fatalf("called %d times, want 2 once BetweenEvery passed again", calls)
+	}
+}
