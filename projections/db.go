@@ -65,6 +65,9 @@ func openDBs(path string, readConns int) (w, r *sql.DB, err error) {
 	rp.Set("_busy_timeout", "5000")
 	// Readers never write; query_only turns a stray write into an error.
 	rp.Set("_query_only", "1")
+	// The queries are a fixed set; keep them prepared per connection (a
+	// queue's stats statement costs more to prepare than to run).
+	rp.Set("_stmt_cache_size", "64")
 	r = sql.OpenDB(newConnector(path, rp, "PRAGMA cache_size = -16384"))
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)

@@ -1,10 +1,12 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,15 +26,66 @@ type Metrics struct {
 	// ProjectionLag is, per projection (label "projection"), how many
 	// events it is behind the head of the log.
 	ProjectionLag *prometheus.GaugeVec
-	// QueueDepth is the number of messages per queue and state (labels
-	// "queue" and "state": ready, delayed, in_flight).
-	QueueDepth *prometheus.GaugeVec
 	// SSEClients is the number of open SSE streams; the server keeps it.
 	SSEClients prometheus.Gauge
 
+	depths   *depthCollector
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	gatherer prometheus.Gatherer
+}
+
+// QueueDepth is one queue's message counts, the series of the
+// ledgerq_queue_messages gauge (label "state": ready, delayed, in_flight).
+type QueueDepth struct {
+	Queue                    string
+	Ready, Delayed, InFlight int64
+}
+
+// depthScrapeTimeout bounds the read of the queue depths in one scrape.
+const depthScrapeTimeout = 5 * time.Second
+
+// depthCollector reads the queue depths when /metrics is scraped, not on a
+// timer: a read costs a query per queue, and a scrape comes every 15 s or
+// so, where a refresh every second cost an idle server with 250 queues 5 %
+// of a core.
+type depthCollector struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	read func(ctx context.Context) ([]QueueDepth, error)
+}
+
+func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	read := c.read
+	c.mu.Unlock()
+	if read == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), depthScrapeTimeout)
+	defer cancel()
+	depths, err := read(ctx)
+	if err != nil {
+		// The scrape still serves every other metric (ContinueOnError).
+		ch <- prometheus.NewInvalidMetric(c.desc, fmt.Errorf("queue depths: %w", err))
+		return
+	}
+	for _, d := range depths {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(d.Ready), d.Queue, "ready")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(d.Delayed), d.Queue, "delayed")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(d.InFlight), d.Queue, "in_flight")
+	}
+}
+
+// CollectQueueDepths sets where the ledgerq_queue_messages series come
+// from: read is called once per scrape, with a deadline. Until it is set
+// there are none.
+func (m *Metrics) CollectQueueDepths(read func(ctx context.Context) ([]QueueDepth, error)) {
+	m.depths.mu.Lock()
+	m.depths.read = read
+	m.depths.mu.Unlock()
 }
 
 // NewMetrics creates the metrics and registers them on reg. /metrics
@@ -56,9 +109,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ProjectionLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ledgerq_projection_lag_events", Help: "Events a projection is behind the head of the log.",
 		}, []string{"projection"}),
-		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ledgerq_queue_messages", Help: "Messages in a queue by state.",
-		}, []string{"queue", "state"}),
+		depths: &depthCollector{desc: prometheus.NewDesc("ledgerq_queue_messages",
+			"Messages in a queue by state.", []string{"queue", "state"}, nil)},
 		SSEClients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ledgerq_sse_clients", Help: "Open server-sent event streams.",
 		}),
@@ -71,7 +123,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"route", "method", "status"}),
 		gatherer: prometheus.DefaultGatherer,
 	}
-	for _, c := range []prometheus.Collector{m.EventsAppended, m.AppendBatchSize, m.RelayLag, m.ProjectionLag, m.QueueDepth, m.SSEClients, m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.EventsAppended, m.AppendBatchSize, m.RelayLag, m.ProjectionLag, m.depths, m.SSEClients, m.requests, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}
@@ -84,7 +136,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{})
+	// A metric that cannot be read (the read model's depths) must not hide
+	// the others: they are what an operator needs to see then.
+	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
 func (m *Metrics) observeRequest(route, method string, status int, took time.Duration) {

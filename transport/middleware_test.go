@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -120,6 +121,49 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// Queue depths are read when /metrics is scraped; when they cannot be read,
+// the scrape still serves everything else.
+func TestMetricsQueueDepthsAtScrape(t *testing.T) {
+	hx := newHarness(t, nil)
+	reads := 0
+	fail := false
+	hx.metrics.CollectQueueDepths(func(ctx context.Context) ([]QueueDepth, error) {
+		reads++
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("the depths are read without a deadline")
+		}
+		if fail {
+			return nil, errors.New("read model unavailable")
+		}
+		return []QueueDepth{{Queue: "orders", Ready: 5, Delayed: 2, InFlight: 1}}, nil
+	})
+	if reads != 0 {
+		t.Fatalf("depths read %d times before any scrape", reads)
+	}
+	body := hx.do(req{method: "GET", path: "/metrics"}).Body.String()
+	for _, want := range []string{
+		`ledgerq_queue_messages{queue="orders",state="ready"} 5`,
+		`ledgerq_queue_messages{queue="orders",state="delayed"} 2`,
+		`ledgerq_queue_messages{queue="orders",state="in_flight"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if reads != 1 {
+		t.Errorf("one scrape read the depths %d times", reads)
+	}
+
+	fail = true
+	rec := hx.do(req{method: "GET", path: "/metrics"})
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "ledgerq_sse_clients 0") {
+		t.Errorf("with the depths failing: status %d, body without the other metrics:\n%s", rec.Code, rec.Body.String())
+	}
+	if strings.Contains(rec.Body.String(), "ledgerq_queue_messages{") {
+		t.Errorf("depth series served although reading them failed")
 	}
 }
 

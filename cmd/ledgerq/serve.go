@@ -375,6 +375,7 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 	}
 	n.goRun("projections", func() error { return n.engine.Run(runCtx) })
 	n.goRun("metrics", func() error { n.updateMetrics(runCtx); return nil })
+	n.metrics.CollectQueueDepths(n.queueDepths)
 	ok = true
 	return n, nil
 }
@@ -475,7 +476,6 @@ func (n *node) updateMetrics(ctx context.Context) {
 		for name, cp := range n.engine.Checkpoints() {
 			n.metrics.ProjectionLag.WithLabelValues(name).Set(float64(max(0, head-cp)))
 		}
-		n.updateQueueDepths(ctx)
 	}
 }
 
@@ -483,19 +483,18 @@ func (n *node) updateMetrics(ctx context.Context) {
 // series, and a scrape must stay small however many queues there are.
 const maxDepthQueues = 1000
 
-// updateQueueDepths exports ready, delayed and in-flight counts per queue
-// from the read model; a deleted queue's series disappear.
-func (n *node) updateQueueDepths(ctx context.Context) {
+// queueDepths reads ready, delayed and in-flight counts per queue from the
+// read model, for a /metrics scrape; a deleted queue's series disappear.
+func (n *node) queueDepths(ctx context.Context) ([]transport.QueueDepth, error) {
 	qs, err := n.engine.Queues(ctx, queries.QueueFilter{Limit: maxDepthQueues, Now: time.Now()})
 	if err != nil {
-		return
+		return nil, err
 	}
-	n.metrics.QueueDepth.Reset()
-	for _, q := range qs {
-		n.metrics.QueueDepth.WithLabelValues(q.Name, "ready").Set(float64(q.Stats.Ready))
-		n.metrics.QueueDepth.WithLabelValues(q.Name, "delayed").Set(float64(q.Stats.Delayed))
-		n.metrics.QueueDepth.WithLabelValues(q.Name, "in_flight").Set(float64(q.Stats.InFlight))
+	out := make([]transport.QueueDepth, len(qs))
+	for i, q := range qs {
+		out[i] = transport.QueueDepth{Queue: q.Name, Ready: q.Stats.Ready, Delayed: q.Stats.Delayed, InFlight: q.Stats.InFlight}
 	}
+	return out, nil
 }
 
 func (n *node) close() {
