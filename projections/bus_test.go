@@ -138,9 +138,11 @@ func TestEngineOverRelayAndBus(t *testing.T) {
 			var got []int64
 			for len(got) == 0 || got[len(got)-1] < head {
 				select {
-				case u := <-live.C():
-					if u.Event == queries.EventMessageUpdated {
-						got = append(got, u.Position)
+				case us := <-live.C():
+					for _, u := range us {
+						if u.Event == queries.EventMessageUpdated {
+							got = append(got, u.Position)
+						}
 					}
 				case <-time.After(30 * time.Second):
 					t.Fatalf("message updates %v, want up to %d", got, head)

@@ -22,8 +22,9 @@ type HubConfig struct {
 	// Ring is how many recent updates are kept for subscribers that resume
 	// after a position (SSE Last-Event-ID). Default 10000.
 	Ring int
-	// Buffer is each subscriber's channel capacity. A subscriber that lets it
-	// fill up is dropped. Default 256.
+	// Buffer is how many publishes each subscriber may leave unread (each
+	// is one transaction's updates, however many); a subscriber that falls
+	// further behind is dropped. Default 256.
 	Buffer int
 	// Render, when set, turns an update into the bytes subscribers are sent
 	// (Update.Frame). It runs at most once per update, under the hub's
@@ -118,9 +119,12 @@ func (h *Hub) SetFloor(position int64) {
 	h.last = max(h.last, position)
 }
 
-// Publish records updates in the ring and hands each to every subscriber
-// whose filter accepts it. It never blocks: a subscriber whose buffer is full
-// is dropped (its Done channel closes) and counted in Dropped.
+// Publish records updates in the ring and hands every subscriber the ones
+// its filter accepts, in one receive on its C. It never blocks: a subscriber
+// with Buffer publishes still unread is dropped (its Done channel closes) and
+// counted in Dropped. A burst (a read side catching up applies hundreds of
+// events per transaction) costs a subscriber one slot, not one per update,
+// so a subscriber that keeps reading is never dropped for a burst's size.
 func (h *Hub) Publish(updates ...Update) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -162,15 +166,11 @@ func (h *Hub) Publish(updates ...Update) {
 	for _, s := range order {
 		us := accepted[s]
 		markGroups(us)
-		for _, u := range us {
-			select {
-			case s.ch <- u:
-				continue
-			default:
-				h.dropped++
-				h.endLocked(s, ErrSlowSubscriber)
-			}
-			break
+		select {
+		case s.ch <- us:
+		default:
+			h.dropped++
+			h.endLocked(s, ErrSlowSubscriber)
 		}
 	}
 }
@@ -276,7 +276,7 @@ type Interest struct {
 // further. A subscription limited to queues is indexed by them, so updates
 // of other queues cost it nothing.
 func (h *Hub) SubscribeTo(after int64, in Interest, filter func(Update) bool) (backlog []Update, sub *Subscription, complete bool) {
-	sub = &Subscription{hub: h, filter: filter, ch: make(chan Update, h.cfg.Buffer), done: make(chan struct{}),
+	sub = &Subscription{hub: h, filter: filter, ch: make(chan []Update, h.cfg.Buffer), done: make(chan struct{}),
 		noQueueUpdates: in.NoQueueUpdates, noMessageUpdates: in.NoMessageUpdates}
 	if in.Queues != nil || in.NoQueueUpdates || in.NoMessageUpdates {
 		if in.Queues != nil {
@@ -405,7 +405,7 @@ type Subscription struct {
 	queues map[string]struct{} // nil: every queue
 	// noQueueUpdates, noMessageUpdates: as in Interest.
 	noQueueUpdates, noMessageUpdates bool
-	ch                               chan Update
+	ch                               chan []Update
 	done                             chan struct{}
 	err                              error // guarded by hub.mu; set before done closes
 }
@@ -423,10 +423,11 @@ func (s *Subscription) events() []string {
 	return out
 }
 
-// C delivers the updates published after the subscription began, in order.
-// It is never closed; stop reading when Done is closed (updates still
+// C delivers the updates published after the subscription began, in order:
+// each receive is the updates of one Publish this subscriber takes, never
+// empty. It is never closed; stop reading when Done is closed (updates still
 // buffered in C may be drained first).
-func (s *Subscription) C() <-chan Update { return s.ch }
+func (s *Subscription) C() <-chan []Update { return s.ch }
 
 // Done is closed when the subscription ends: dropped for slowness, the hub
 // closed, or Close called.

@@ -15,14 +15,14 @@ func TestHubMarksGroupsPerSubscriber(t *testing.T) {
 		Update{Position: 6, Event: EventQueueUpdated, Queue: "q"},
 	)
 	var gotAll []bool
-	for range 3 {
-		gotAll = append(gotAll, (<-all.C()).More)
+	for _, u := range <-all.C() { // one publish, one receive
+		gotAll = append(gotAll, u.More)
 	}
 	if want := []bool{true, false, false}; !equalBools(gotAll, want) {
 		t.Fatalf("More for the unfiltered subscriber = %v, want %v", gotAll, want)
 	}
-	if u := <-msgs.C(); u.Position != 5 || u.More {
-		t.Fatalf("filtered subscriber got %+v, want position 5 ending its group", u)
+	if us := <-msgs.C(); len(us) != 1 || us[0].Position != 5 || us[0].More {
+		t.Fatalf("filtered subscriber got %+v, want position 5 alone, ending its group", us)
 	}
 	backlog, sub, _ := h.Subscribe(4, nil)
 	defer sub.Close()
@@ -58,8 +58,8 @@ func TestHubRendersOncePerUpdate(t *testing.T) {
 		t.Fatalf("Render ran %d times for 2 updates and 50 subscribers, want 2", calls)
 	}
 	for _, s := range subs {
-		if u := <-s.C(); string(u.Frame) != `"frame"` {
-			t.Fatalf("subscriber got frame %q", u.Frame)
+		if us := <-s.C(); string(us[0].Frame) != `"frame"` {
+			t.Fatalf("subscriber got frame %q", us[0].Frame)
 		}
 	}
 }

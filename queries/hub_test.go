@@ -33,8 +33,8 @@ func TestSubscribeReplaysRingThenLive(t *testing.T) {
 		t.Fatalf("backlog %s, want [2 3]", got)
 	}
 	h.Publish(upd(4, "b"))
-	if u := <-sub.C(); u.Position != 4 {
-		t.Fatalf("live update %d, want 4", u.Position)
+	if us := <-sub.C(); len(us) != 1 || us[0].Position != 4 {
+		t.Fatalf("live updates %+v, want 4", us)
 	}
 }
 
@@ -48,8 +48,8 @@ func TestSubscribeFilter(t *testing.T) {
 	if got := fmt.Sprint(positions(backlog)); got != "[1]" {
 		t.Fatalf("backlog %s, want [1]", got)
 	}
-	if u := <-sub.C(); u.Position != 4 {
-		t.Fatalf("live update %d, want 4 (3 is queue b)", u.Position)
+	if us := <-sub.C(); len(us) != 1 || us[0].Position != 4 {
+		t.Fatalf("live updates %+v, want 4 (3 is queue b)", us)
 	}
 }
 
@@ -100,7 +100,7 @@ func TestSlowSubscriberIsDroppedWithoutBlocking(t *testing.T) {
 	var got []int64
 	for p := int64(1); p <= 5; p++ {
 		h.Publish(upd(p, "a")) // would deadlock here if Publish waited for slow
-		got = append(got, (<-fast.C()).Position)
+		got = append(got, (<-fast.C())[0].Position)
 	}
 	select {
 	case <-slow.Done():
@@ -120,8 +120,37 @@ func TestSlowSubscriberIsDroppedWithoutBlocking(t *testing.T) {
 		t.Fatalf("dropped %d subscribers %d, want 1 and 1", h.Dropped(), h.Subscribers())
 	}
 	// What the slow one had buffered is still readable, in order.
-	if a, b := <-slow.C(), <-slow.C(); a.Position != 1 || b.Position != 2 {
+	if a, b := (<-slow.C())[0], (<-slow.C())[0]; a.Position != 1 || b.Position != 2 {
 		t.Fatalf("slow buffered %d %d, want 1 2", a.Position, b.Position)
+	}
+}
+
+// A read side catching up publishes hundreds of updates per transaction: a
+// subscriber that keeps reading takes such a burst in one receive, however
+// small its buffer, and is not dropped for it.
+func TestBurstLargerThanBufferIsNotDropped(t *testing.T) {
+	h := NewHub(HubConfig{Buffer: 2})
+	defer h.Close()
+	_, sub, _ := h.Subscribe(0, nil)
+	var burst []Update
+	for p := int64(1); p <= 300; p++ {
+		burst = append(burst, upd(p, "a"))
+	}
+	h.Publish(burst...)
+	h.Publish(upd(301, "a"))
+	select {
+	case <-sub.Done():
+		t.Fatalf("dropped (%v) for a burst of 300 updates with buffer 2", sub.Err())
+	default:
+	}
+	got := drain(sub)
+	if len(got) != 301 || got[0].Position != 1 || got[300].Position != 301 || h.Dropped() != 0 {
+		t.Fatalf("got %d updates (dropped %d), want 1..301 in order", len(got), h.Dropped())
+	}
+	for i, u := range got {
+		if u.Position != int64(i+1) {
+			t.Fatalf("update %d has position %d", i, u.Position)
+		}
 	}
 }
 
@@ -178,9 +207,9 @@ func TestConcurrentPublishAndResumeNeverLosesOrDuplicates(t *testing.T) {
 			live:
 				for budget > 0 && len(seen) < 2*last {
 					select {
-					case u := <-sub.C():
-						seen = append(seen, u)
-						budget--
+					case us := <-sub.C():
+						seen = append(seen, us...)
+						budget -= len(us)
 					case <-sub.Done():
 						break live // dropped for slowness: resume like an SSE client
 					}
@@ -222,8 +251,8 @@ func drain(sub *Subscription) []Update {
 	var out []Update
 	for {
 		select {
-		case u := <-sub.C():
-			out = append(out, u)
+		case us := <-sub.C():
+			out = append(out, us...)
 		default:
 			return out
 		}

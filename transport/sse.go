@@ -185,17 +185,13 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 		defer heartbeat.Stop()
 		for {
 			select {
-			case u := <-sub.C():
-				if u.Position > floor {
-					st.update(u)
-				}
+			case us := <-sub.C():
+				st.updates(us, floor)
 				// Send what else is already waiting in one write.
 				for more := true; more; {
 					select {
-					case u := <-sub.C():
-						if u.Position > floor {
-							st.update(u)
-						}
+					case us := <-sub.C():
+						st.updates(us, floor)
 					default:
 						more = false
 					}
@@ -208,10 +204,8 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 				// buffered; the client resumes from its Last-Event-ID.
 				for more := true; more; {
 					select {
-					case u := <-sub.C():
-						if u.Position > floor {
-							st.update(u)
-						}
+					case us := <-sub.C():
+						st.updates(us, floor)
 					default:
 						more = false
 					}
@@ -328,6 +322,16 @@ func (st *sseStream) update(u queries.Update) {
 	st.buf.WriteString("\ndata: ")
 	st.buf.Write(sseData(u))
 	st.buf.WriteString("\n\n")
+}
+
+// updates writes those of us after floor (the position the stream's
+// snapshot or resume point already covers).
+func (st *sseStream) updates(us []queries.Update, floor int64) {
+	for _, u := range us {
+		if u.Position > floor {
+			st.update(u)
+		}
+	}
 }
 
 func (st *sseStream) flush() error {
