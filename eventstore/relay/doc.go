@@ -5,9 +5,12 @@
 // eventstore/wmsql, its offset in a file of its own) and publishes to the
 // Bus: Redis Streams through watermill-redisstream, or an in-process
 // gochannel when no Redis is configured. Consecutive events travel packed,
-// up to 256 per message (EncodePack, DecodePack), because Redis Streams
-// consumers read and acknowledge one entry per round trip and would
-// otherwise fall behind the event store's group commit.
+// up to 1,024 (and 1 MiB) per message (EncodePack, DecodePack), because
+// Redis Streams consumers read and acknowledge one entry per round trip and
+// would otherwise fall behind the event store's group commit, and because
+// the read model applies a pack in one transaction: over many queues a
+// larger pack shares the index pages each commit writes, which is what lets
+// a lagging read side catch up.
 //
 // Delivery is at-least-once and in position order: a crash between a
 // publish and the offset commit publishes that pack again, and after Redis

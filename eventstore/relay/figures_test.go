@@ -49,8 +49,8 @@ func TestRelayFigures(t *testing.T) {
 	}
 	packed := throughput(relay.DefaultMaxPackEvents)
 	single := throughput(1)
-	t.Logf("relay -> Redis -> consumer group, %d-event backlog: packed (256) %.0f events/s, one event per entry %.0f events/s (x%.1f)",
-		backlog, packed, single, packed/single)
+	t.Logf("relay -> Redis -> consumer group, %d-event backlog: packed (%d) %.0f events/s, one event per entry %.0f events/s (x%.1f)",
+		backlog, relay.DefaultMaxPackEvents, packed, single, packed/single)
 	if packed <= single {
 		t.Errorf("packing did not help: %.0f <= %.0f events/s", packed, single)
 	}

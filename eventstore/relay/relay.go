@@ -50,7 +50,7 @@ var (
 const (
 	DefaultOffsetsFile   = "relay-offsets.db"
 	DefaultConsumerGroup = "relay"
-	DefaultMaxPackEvents = 256
+	DefaultMaxPackEvents = 1024
 	DefaultMaxPackBytes  = 1 << 20
 )
 
@@ -358,7 +358,7 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 			if rewindTo >= 0 {
 				return rewindTo, nil
 			}
-			if first, last, _ := PackRange(msg); last-first+1 < int64(r.cfg.MaxPackEvents) {
+			if !r.full(msg) {
 				bm.CaughtUp()
 			}
 			msg.Ack()
@@ -405,6 +405,15 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 		r.cfg.OnRelayed(first, last)
 	}
 	return -1, nil
+}
+
+// full tells a pack cut by MaxPackEvents or MaxPackBytes, after which more
+// events are waiting, from one that reached the head of the log. A pack cut
+// by size is counted full once its payload is half the bound (the bound
+// counts the SQL row sizes, not the payload's).
+func (r *Relay) full(msg *message.Message) bool {
+	first, last, err := PackRange(msg)
+	return err == nil && (last-first+1 >= int64(r.cfg.MaxPackEvents) || len(msg.Payload) >= r.cfg.MaxPackBytes/2)
 }
 
 // checkpoint lets the store copy its WAL into the log's file while the

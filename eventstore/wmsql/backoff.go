@@ -39,11 +39,12 @@ type BackoffConfig struct {
 	// Default 0.
 	Linger time.Duration
 	// BetweenBatches, if set, is called after a batch that did not reach
-	// the end of the topic, once its transaction has ended (the subscriber
-	// then holds no lock and no snapshot), at most once per BetweenEvery.
-	// A subscriber catching up reads batch after batch with no pause, so
-	// some read snapshot of the main file is always open; the relay uses
-	// the call to let the event store checkpoint its WAL without one.
+	// the end of the topic (CaughtUp was not called for it), once its
+	// transaction has ended (the subscriber then holds no lock and no
+	// snapshot), at most once per BetweenEvery. A subscriber catching up
+	// reads batch after batch with no pause, so some read snapshot of the
+	// main file is always open; the relay uses the call to let the event
+	// store checkpoint its WAL without one.
 	BetweenBatches func()
 	// BetweenEvery spaces the BetweenBatches calls. Default 100ms.
 	BetweenEvery time.Duration
