@@ -198,6 +198,18 @@ func (c *collector) checkOrder(t testing.TB, head int64) int {
 	return repeats
 }
 
+// startRelay creates a relay of s onto bus and runs it until the test ends.
+func startRelay(t testing.TB, s *eventstore.Store, bus *relay.Bus, cfg relay.Config) *relay.Relay {
+	t.Helper()
+	r, err := relay.New(s, bus, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	runRelay(t, r) // its cleanup, registered later, stops it before Close
+	return r
+}
+
 func runRelay(t testing.TB, r *relay.Relay) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -225,13 +225,7 @@ func TestRelayKeepsUpUnderLoad(t *testing.T) {
 	s := openStore(t)
 	bus := newInprocBus(t)
 	c := collect(t, bus, "projection")
-	r, err := relay.New(s, bus, relay.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	stop := runRelay(t, r)
-	defer stop()
+	r := startRelay(t, s, bus, relay.Config{})
 
 	// Eight appenders at full speed while the relay runs: every event must
 	// reach the bus once, in order, and the relay must be at the head soon
@@ -323,16 +317,11 @@ func TestRelayKeepsTheWALBoundedWhileBehind(t *testing.T) {
 	}
 	s := openStore(t)
 	bus := newInprocBus(t)
-	// 256 events per pack every 10 ms: at most ~25k events/s, below what
-	// eight appenders of 50-event batches write.
+	// 10 ms more per pack (about 1,000 of these events, cut by
+	// MaxPackBytes) keeps the relay behind eight appenders of 50-event
+	// batches; the test checks below that it was.
 	c := collectSlowly(t, bus, "projection", 10*time.Millisecond)
-	r, err := relay.New(s, bus, relay.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	stop := runRelay(t, r)
-	defer stop()
+	r := startRelay(t, s, bus, relay.Config{})
 
 	// About 1 KiB per event; 80k events put ~100 MiB through the WAL.
 	pad := strings.Repeat("x", 1000)
