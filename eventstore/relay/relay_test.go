@@ -376,3 +376,27 @@ func TestRelayKeepsTheWALBoundedWhileBehind(t *testing.T) {
 			float64(wal.Size())/(1<<20), float64(db.Size())/(1<<20))
 	}
 }
+
+// A relay that keeps up asks for a WAL checkpoint after every 1,024 events
+// or so, and none for a quieter log.
+func TestRelayAsksForCheckpointsWhileKeepingUp(t *testing.T) {
+	s := openStore(t)
+	bus := newInprocBus(t)
+	c := collect(t, bus, "projection")
+	r := startRelay(t, s, bus, relay.Config{})
+	trickle := func(appends int) {
+		for range appends {
+			appendEvents(t, s, "queue-a", 10, 10)
+			time.Sleep(2 * time.Millisecond) // the relay catches up between appends
+		}
+		c.waitAll(t, s.Head(), 20*time.Second)
+	}
+	trickle(50) // 500 events
+	if n := r.Stats().Checkpoints; n != 0 {
+		t.Fatalf("%d checkpoints asked for after 500 events", n)
+	}
+	trickle(300) // 3,000 more
+	if n := r.Stats().Checkpoints; n == 0 || n > 3 {
+		t.Fatalf("%d checkpoints asked for after 3,500 events relayed while keeping up, want 1 to 3", n)
+	}
+}

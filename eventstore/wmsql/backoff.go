@@ -38,14 +38,15 @@ type BackoffConfig struct {
 	// larger batches under load, at the price of Linger more latency.
 	// Default 0.
 	Linger time.Duration
-	// BetweenBatches, if set, is called after a batch that did not reach
-	// the end of the topic (CaughtUp was not called for it), once its
-	// transaction has ended (the subscriber then holds no lock and no
-	// snapshot), at most once per BetweenEvery. A subscriber catching up
-	// reads batch after batch with no pause, so some read snapshot of the
-	// main file is always open; the relay uses the call to let the event
-	// store checkpoint its WAL without one.
-	BetweenBatches func()
+	// BetweenBatches, if set, is called after a batch (not after an empty
+	// poll or an error), once its transaction has ended (the subscriber
+	// then holds no lock and no snapshot), at most once per BetweenEvery;
+	// caughtUp says whether CaughtUp was called for the batch. A busy
+	// subscriber starts its next read right after the last (behind) or a
+	// Linger after it (caught up), so some read snapshot of the main file
+	// is nearly always open; the relay uses the call to let the event store
+	// checkpoint its WAL without one.
+	BetweenBatches func(caughtUp bool)
 	// BetweenEvery spaces the BetweenBatches calls. Default 100ms.
 	BetweenEvery time.Duration
 }
@@ -94,9 +95,12 @@ func (b *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 		logger.Error("Error polling for messages", err, watermill.LogFields{"wait_time": b.cfg.RetryInterval})
 		return b.cfg.RetryInterval
 	}
-	if !noMsg && !b.caughtUp.Swap(false) {
-		b.maybeBetween()
-		return 0
+	if !noMsg {
+		caughtUp := b.caughtUp.Swap(false)
+		b.maybeBetween(caughtUp)
+		if !caughtUp {
+			return 0
+		}
 	}
 	b.waitIdle()
 	return 0
@@ -111,7 +115,7 @@ func (b *BackoffManager) CaughtUp() { b.caughtUp.Store(true) }
 
 // maybeBetween calls BetweenBatches when BetweenEvery has passed since the
 // last call.
-func (b *BackoffManager) maybeBetween() {
+func (b *BackoffManager) maybeBetween(caughtUp bool) {
 	if b.cfg.BetweenBatches == nil {
 		return
 	}
@@ -120,7 +124,7 @@ func (b *BackoffManager) maybeBetween() {
 	if now-last < int64(b.cfg.BetweenEvery) || !b.between.CompareAndSwap(last, now) {
 		return
 	}
-	b.cfg.BetweenBatches()
+	b.cfg.BetweenBatches(caughtUp)
 }
 
 func (b *BackoffManager) waitIdle() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -233,39 +234,37 @@ func TestBackoffManagerPollsWithoutWake(t *testing.T) {
 	}
 }
 
-// BetweenBatches runs after batches that did not reach the end of the topic,
-// at most once per BetweenEvery; never after an error, an empty poll or a
-// batch that caught up.
+// BetweenBatches runs after batches, caught up or not (and says which), at
+// most once per BetweenEvery; never after an error or an empty poll.
 func TestBackoffManagerBetweenBatches(t *testing.T) {
 	logger := watermill.NopLogger{}
-	calls := 0
+	var calls []bool
 	wake := make(chan struct{}, 1)
 	b := wmsql.NewBackoffManager(wmsql.BackoffConfig{Wake: wake, MaxIdleWait: time.Hour,
-		BetweenBatches: func() { calls++ }, BetweenEvery: 300 * time.Millisecond})
+		BetweenBatches: func(caughtUp bool) { calls = append(calls, caughtUp) }, BetweenEvery: 300 * time.Millisecond})
 	defer b.Close()
 
 	b.HandleError(logger, false, nil)
-	if calls != 0 {
-		t.Fatalf("called %d times before BetweenEvery had passed", calls)
+	if len(calls) != 0 {
+		t.Fatalf("called %v before BetweenEvery had passed", calls)
 	}
 	time.Sleep(350 * time.Millisecond)
 	b.HandleError(logger, false, errors.New("disk I/O error"))
 	wake <- struct{}{}
 	b.HandleError(logger, true, nil) // an empty poll: waits for the signal
+	if len(calls) != 0 {
+		t.Fatalf("called %v after an error and an empty poll", calls)
+	}
 	b.CaughtUp()
 	wake <- struct{}{}
-	b.HandleError(logger, false, nil) // a batch that caught up: waits too
-	if calls != 0 {
-		t.Fatalf("called %d times after an error, an empty poll and a caught-up batch", calls)
-	}
+	b.HandleError(logger, false, nil) // a batch that caught up: called, then waits
 	b.HandleError(logger, false, nil)
-	b.HandleError(logger, false, nil)
-	if calls != 1 {
-		t.Fatalf("called %d times for two batches in a row behind, want 1", calls)
+	if fmt.Sprint(calls) != "[true]" {
+		t.Fatalf("calls %v for a caught-up batch and one more right after, want [true]", calls)
 	}
 	time.Sleep(350 * time.Millisecond)
 	b.HandleError(logger, false, nil)
-	if calls != 2 {
-		t.Fatalf("called %d times, want 2 once BetweenEvery passed again", calls)
+	if fmt.Sprint(calls) != "[true false]" {
+		t.Fatalf("calls %v, want [true false] once BetweenEvery passed again", calls)
 	}
 }
