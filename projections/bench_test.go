@@ -132,7 +132,8 @@ func BenchmarkRebuild(b *testing.B) {
 }
 
 // BenchmarkApplyPack measures the live path: packs of 256 events (the
-// relay's default) applied with hub updates built and published.
+// relay's maximum until it became 1,024; kept so figures stay comparable)
+// applied with hub updates built and published.
 func BenchmarkApplyPack(b *testing.B) {
 	log := newMemLog()
 	benchWorkload(60000, func(ev domain.Event) { log.add(b, ev) })
