@@ -172,11 +172,7 @@ func (s *server) handleSubscribe() http.HandlerFunc {
 			// when there was no queue to send.
 			st.buf.WriteString("id: " + strconv.FormatInt(floor, 10) + "\n\n")
 		}
-		for _, u := range backlog {
-			if u.Position > floor {
-				st.update(u)
-			}
-		}
+		st.updates(backlog, floor)
 		if st.flush() != nil {
 			return
 		}
