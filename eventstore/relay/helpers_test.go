@@ -81,12 +81,13 @@ type collector struct {
 
 func collect(t testing.TB, bus *relay.Bus, group string) *collector {
 	t.Helper()
-	return collectSlowly(t, bus, group, 0)
+	return collectSlowly(t, bus, group, nil)
 }
 
-// collectSlowly is collect with a consumer that takes perPack to handle each
-// pack before it acks it, as a busy projection would.
-func collectSlowly(t testing.TB, bus *relay.Bus, group string, perPack time.Duration) *collector {
+// collectSlowly is collect with a consumer that takes perPack() to handle
+// each pack before it acks it, as a busy projection would. perPack may be
+// nil, and may change its answer while the test runs.
+func collectSlowly(t testing.TB, bus *relay.Bus, group string, perPack func() time.Duration) *collector {
 	t.Helper()
 	sub, err := bus.Subscriber(group)
 	if err != nil {
@@ -115,8 +116,10 @@ func collectSlowly(t testing.TB, bus *relay.Bus, group string, perPack time.Dura
 				}
 			}
 			c.mu.Unlock()
-			if perPack > 0 {
-				time.Sleep(perPack)
+			if perPack != nil {
+				if d := perPack(); d > 0 {
+					time.Sleep(d)
+				}
 			}
 			msg.Ack()
 			select {
