@@ -2,7 +2,6 @@ package main
 
 import (
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 )
@@ -42,30 +41,4 @@ func raiseProcs(env envFunc) (procs int, raised bool) {
 	want := procsDefault + extraProcs
 	runtime.GOMAXPROCS(want)
 	return want, true
-}
-
-// gcPercent is the GOGC serve runs with unless the GOGC environment
-// variable sets one. The live heap of a broker is small next to what it
-// allocates per request (request and event JSON, SQLite arguments), so at
-// Go's default of 100 the collector runs a dozen times a second under
-// load. 200 lets the heap grow to three times the live data instead of
-// two. Measured with 64 publishing connections on the 2-core bench host,
-// 4 alternating rounds of 5 s: 7.1k publishes/s at 100 against 7.8k at
-// 200, ahead in every round, with 9 % less CPU per publish and a lower
-// p99. The price is memory: the bench's resident memory per ready message
-// (RSS slope from 100k to 200k messages, garbage included) was 76 B at
-// 100, 147 B at 150 and 166-196 B at 200, against a goal of 256 B.
-// GOMEMLIMIT bounds the heap where memory is tight.
-const gcPercent = 200
-
-// raiseGCPercent sets GOGC to gcPercent unless the environment chose one.
-// It returns the value in force.
-func raiseGCPercent(env envFunc) int {
-	if v := strings.TrimSpace(env("GOGC")); v != "" {
-		old := debug.SetGCPercent(-1) // read the value Go applied from GOGC
-		debug.SetGCPercent(old)
-		return old
-	}
-	debug.SetGCPercent(gcPercent)
-	return gcPercent
 }

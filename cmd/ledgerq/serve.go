@@ -179,7 +179,9 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 	}
 	log := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	procs, _ := raiseProcs(env)
-	gogc := raiseGCPercent(env)
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	gogc := tuneGC(gcCtx, env)
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
