@@ -200,6 +200,7 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("projections: commit: %w", err)
 	}
+	e.commits.Add(1)
 	committed = true
 	for name, pos := range advanced {
 		e.cps[name] = pos

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"net/url"
+	"strconv"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -43,7 +44,7 @@ func newConnector(path string, params url.Values, pragmas ...string) connector {
 // one that ever writes, so no "database is locked" between our own writers;
 // BEGIN IMMEDIATE takes the write lock up front) and a pool of readers that
 // WAL lets run beside the writer.
-func openDBs(path string, readConns int) (w, r *sql.DB, err error) {
+func openDBs(path string, readConns int) (w, r, ck *sql.DB, err error) {
 	wp := url.Values{}
 	wp.Set("_journal_mode", "WAL")
 	// The read model can always be rebuilt from the log, and checkpoint and
@@ -57,13 +58,14 @@ func openDBs(path string, readConns int) (w, r *sql.DB, err error) {
 	// oldest unacked message, so their pages stay few. 64 MiB was no faster
 	// and the cache filled as the read model grew (480 B per message), which
 	// the bench counted as memory per ready message.
-	w = sql.OpenDB(newConnector(path, wp, "PRAGMA cache_size = -16384", "PRAGMA temp_store = MEMORY"))
+	w = sql.OpenDB(newConnector(path, wp, "PRAGMA cache_size = -16384", "PRAGMA temp_store = MEMORY",
+		"PRAGMA wal_autocheckpoint = "+strconv.Itoa(writerAutoCheckpoint)))
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	if err := w.Ping(); err != nil {
 		w.Close()
-		return nil, nil, fmt.Errorf("open read model %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("open read model %s: %w", path, err)
 	}
 
 	rp := url.Values{}
@@ -79,9 +81,25 @@ func openDBs(path string, readConns int) (w, r *sql.DB, err error) {
 	if err := r.Ping(); err != nil {
 		w.Close()
 		r.Close()
-		return nil, nil, fmt.Errorf("open read model %s for reading: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("open read model %s for reading: %w", path, err)
 	}
-	return w, r, nil
+
+	// The checkpointer's connection (see checkpointer) writes only the
+	// database file, and syncs it as the writer would.
+	cp := url.Values{}
+	cp.Set("_synchronous", "NORMAL")
+	cp.Set("_busy_timeout", "5000")
+	ck = sql.OpenDB(newConnector(path, cp))
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
+	ck.SetConnMaxLifetime(0)
+	if err := ck.Ping(); err != nil {
+		w.Close()
+		r.Close()
+		ck.Close()
+		return nil, nil, nil, fmt.Errorf("open read model %s for checkpoints: %w", path, err)
+	}
+	return w, r, ck, nil
 }
 
 const checkpointsDDL = `CREATE TABLE IF NOT EXISTS checkpoints (

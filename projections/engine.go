@@ -39,6 +39,8 @@ type projection interface {
 type Engine struct {
 	cfg   Config
 	w, r  *sql.DB
+	ck    *sql.DB       // the checkpointer's connection
+	walCk *checkpointer // started by New, stopped by Close
 	projs []projection
 	msgs  *messagesProjection
 
@@ -52,6 +54,7 @@ type Engine struct {
 	signal   *positionSignal
 	running  atomic.Bool
 	packs    atomic.Int64 // packs applied, so the poller knows the bus is alive
+	commits  atomic.Int64 // transactions committed, so the checkpointer knows the WAL grew
 	failures atomic.Int64
 	lastErr  atomic.Pointer[error]
 }
@@ -68,7 +71,7 @@ func New(cfg Config) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	w, r, err := openDBs(cfg.Path, cfg.ReadConns)
+	w, r, ck, err := openDBs(cfg.Path, cfg.ReadConns)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +80,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg:   cfg,
 		w:     w,
 		r:     r,
+		ck:    ck,
 		projs: []projection{&queuesProjection{}, msgs},
 		msgs:  msgs,
 		cps:   make(map[string]int64),
@@ -95,6 +99,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Hub != nil {
 		cfg.Hub.SetFloor(e.minCheckpoint())
 	}
+	e.walCk = startCheckpointer(ck, &e.commits, cfg.Logger)
 	return e, nil
 }
 
@@ -488,6 +493,7 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 // Close waits for the pack being applied, then closes the read-model file.
 // Call it after Run returned.
 func (e *Engine) Close() error {
+	e.walCk.close()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -501,5 +507,5 @@ func (e *Engine) Close() error {
 }
 
 func (e *Engine) closeDBs() error {
-	return errors.Join(e.r.Close(), e.w.Close())
+	return errors.Join(e.r.Close(), e.w.Close(), e.ck.Close())
 }
