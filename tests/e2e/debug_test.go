@@ -59,6 +59,21 @@ func TestDebugListenerServesEveryProfile(t *testing.T) {
 	if code, _ := get("/debug/pprof/profile?seconds=1"); code != http.StatusOK {
 		t.Fatalf("CPU profile: HTTP %d", code)
 	}
+	// The collection an operator (or ledgerq bench's memory row) asks for.
+	resp, err := http.Post("http://"+debug+"/debug/free-memory", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST /debug/free-memory: HTTP %d, want 204", resp.StatusCode)
+	}
+	if code, _ := get("/debug/free-memory"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /debug/free-memory: HTTP %d, want 405", code)
+	}
+	if r := s.Call("POST", "/debug/free-memory", tok, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("the public listener answers POST /debug/free-memory with %d, want 404", r.Status)
+	}
 	r := s.Call("GET", "/debug/pprof/", tok, nil)
 	if r.Status == http.StatusOK && strings.Contains(string(r.Body), "profile") {
 		t.Fatalf("the public listener serves pprof: %s", r.Body)
