@@ -536,7 +536,7 @@ func (s *benchSession) startupRows(ctx context.Context, queues []string) []bench
 		return []benchRow{start, replay}
 	}
 	note, err := s.startupWithoutSnapshot(ctx, head)
-	start.Note = fmt.Sprintf("The read side caught up with the fill in %s before the stop. %s", settled.Round(100*time.Millisecond), note)
+	start.Note = fmt.Sprintf("%s The read side had caught up with the fill before the stop (in %s).", note, settled.Round(100*time.Millisecond))
 	if err != nil {
 		replay.Skip = err.Error()
 		return []benchRow{start, replay}
