@@ -28,8 +28,8 @@ func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 
-	// Memory first, while the server is fresh; its row goes near the end,
-	// in the order of the goals.
+	// Memory first (on a fresh server of its own, while the machine is
+	// quiet); its row goes near the end, in the order of the goals.
 	memRow := s.memoryRow(ctx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
