@@ -21,6 +21,9 @@ const (
 	stRedriven     = queries.StateRedriven
 )
 
+// storedStates are all the values of messages.state.
+var storedStates = []string{stAvailable, stInFlight, stAcked, stDeadLettered, stExpired, stPurged, stRedriven}
+
 // final reports whether no further event may change a message in state st.
 func final(st string) bool {
 	switch st {

@@ -154,23 +154,31 @@ func (e *Engine) Messages(ctx context.Context, f queries.MessageFilter) ([]queri
 		query string
 		args  []any
 	)
+	const byState = "SELECT %s FROM messages INDEXED BY messages_queue_state WHERE queue = ? AND state = ? AND position > ?"
 	switch f.State {
 	case "":
-		query = "FROM messages INDEXED BY messages_queue WHERE queue = ? AND position > ?"
-		args = []any{f.Queue, f.AfterPosition}
+		// Every state, in publish order: one ordered range of the index per
+		// state, which SQLite merges (a compound SELECT with ORDER BY is a
+		// merge of its arms, stopped by the LIMIT), so a page reads about
+		// LIMIT rows however many the queue holds.
+		arms := make([]string, len(storedStates))
+		for i, st := range storedStates {
+			arms[i] = fmt.Sprintf(byState, cols)
+			args = append(args, f.Queue, st, f.AfterPosition)
+		}
+		query = strings.Join(arms, " UNION ALL ")
 	case queries.StateReady, queries.StateDelayed:
 		cmp := "<="
 		if f.State == queries.StateDelayed {
 			cmp = ">"
 		}
-		query = "FROM messages INDEXED BY messages_queue_state WHERE queue = ? AND state = 'available' AND available_at " +
-			cmp + " ? AND position > ?"
-		args = []any{f.Queue, now, f.AfterPosition}
+		query = fmt.Sprintf(byState, cols) + " AND available_at " + cmp + " ?"
+		args = []any{f.Queue, stAvailable, f.AfterPosition, now}
 	default:
-		query = "FROM messages INDEXED BY messages_queue_state WHERE queue = ? AND state = ? AND position > ?"
+		query = fmt.Sprintf(byState, cols)
 		args = []any{f.Queue, f.State, f.AfterPosition}
 	}
-	query = "SELECT " + cols + " " + query + " ORDER BY position LIMIT ?"
+	query += " ORDER BY position LIMIT ?"
 	args = append(args, f.Limit)
 
 	var out []queries.ListedMessage
