@@ -34,6 +34,9 @@ const (
 	DefaultMaxBatch = 256
 	// DefaultReadConns is the size of the read-only connection pool.
 	DefaultReadConns = 4
+	// DefaultCommitDelay is the longest a small group commit waits for more
+	// requests while such waits pay (see Options.CommitDelay).
+	DefaultCommitDelay = time.Millisecond
 	// DefaultBusyTimeout is how long a connection waits for a lock held by
 	// another connection before SQLite gives up with SQLITE_BUSY.
 	DefaultBusyTimeout = 5 * time.Second
@@ -46,6 +49,12 @@ type Options struct {
 	// ones bound the latency a request waits behind others. Default
 	// DefaultMaxBatch.
 	MaxBatch int
+	// CommitDelay is the longest the writer waits, before committing fewer
+	// than 8 requests, for more to arrive: one fsync then serves them all.
+	// It waits only while recent waits gained requests (a steady stream of
+	// appends), never for a lone sequential appender. Default
+	// DefaultCommitDelay; negative: never wait.
+	CommitDelay time.Duration
 	// ReadConns is the size of the read-only pool used by every read and by
 	// Verify. Default DefaultReadConns.
 	ReadConns int
@@ -66,6 +75,9 @@ type Options struct {
 func (o *Options) setDefaults() {
 	if o.MaxBatch == 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.CommitDelay == 0 {
+		o.CommitDelay = DefaultCommitDelay
 	}
 	if o.ReadConns == 0 {
 		o.ReadConns = DefaultReadConns

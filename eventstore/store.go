@@ -41,6 +41,7 @@ type Store struct {
 	queue      []*Pending
 	closing    bool
 	wake       chan struct{} // cap 1: "the queue may be non-empty"
+	pacer      *commitPacer  // the writer's alone
 	writerDone chan struct{}
 
 	watchMu  sync.Mutex
@@ -51,7 +52,7 @@ type Store struct {
 	closeErr  error
 
 	stats struct {
-		commits, requests, events, conflicts, failedCommits atomic.Int64
+		commits, requests, events, conflicts, failedCommits, waits atomic.Int64
 		// lastFailure is the unix nanoseconds of the latest failed batch
 		// while the latest attempt failed, 0 once a batch commits again.
 		lastFailure atomic.Int64
@@ -83,6 +84,7 @@ func Open(path string, opts Options) (*Store, error) {
 		lock:       lock,
 		streams:    make(map[string]int64),
 		wake:       make(chan struct{}, 1),
+		pacer:      newCommitPacer(opts.CommitDelay),
 		writerDone: make(chan struct{}),
 		watchers:   make(map[chan struct{}]struct{}),
 	}
@@ -267,6 +269,9 @@ type Stats struct {
 	FailedCommits int64
 	// Queued is the number of requests waiting for the writer.
 	Queued int
+	// CommitWaits counts the times a small batch waited for more requests
+	// before its commit (see Options.CommitDelay).
+	CommitWaits int64
 	// FailingSince is when the latest commit attempt failed, while no
 	// commit has succeeded after it (zero otherwise): the disk is full,
 	// read-only or failing right now, as far as the store knows.
@@ -286,6 +291,7 @@ func (s *Store) Stats() Stats {
 	st.Events = s.stats.events.Load()
 	st.Conflicts = s.stats.conflicts.Load()
 	st.FailedCommits = s.stats.failedCommits.Load()
+	st.CommitWaits = s.stats.waits.Load()
 	if ns := s.stats.lastFailure.Load(); ns != 0 {
 		st.FailingSince = time.Unix(0, ns).UTC()
 	}

@@ -14,9 +14,9 @@ import (
 // every request that queued up while the previous commit was syncing in one
 // transaction: BEGIN IMMEDIATE, then per request a check of its expected
 // versions against the in-memory stream heads and its INSERTs, then one
-// COMMIT, then the answers. Nothing waits to fill a batch: under light load
-// a batch holds one request and costs exactly what a plain transaction
-// would.
+// COMMIT, then the answers. Under light load a batch holds one request and
+// costs exactly what a plain transaction would; under a steady stream of
+// requests a small batch may wait up to CommitDelay for more (pacer.go).
 //
 // A request that fails (a version conflict) must not take the batch down
 // with it, so its inserts run inside a SAVEPOINT that is rolled back on
@@ -45,10 +45,17 @@ func (s *Store) runWriter() {
 }
 
 // nextBatch waits for queued requests and takes up to MaxBatch of them. stop
-// is true once the store is closing and the queue is drained.
+// is true once the store is closing and the queue is drained. A small batch
+// may first wait for more (see commitPacer).
 func (s *Store) nextBatch() (batch []*Pending, stop bool) {
 	for {
 		s.qmu.Lock()
+		if n := len(s.queue); n > 0 && !s.closing && s.pacer.shouldWait(n) {
+			s.qmu.Unlock()
+			s.pacer.waited(s.waitForMore(n) - n)
+			s.stats.waits.Add(1)
+			s.qmu.Lock()
+		}
 		if n := len(s.queue); n > 0 {
 			if n <= s.opts.MaxBatch {
 				batch, s.queue = s.queue, nil
@@ -65,6 +72,30 @@ func (s *Store) nextBatch() (batch []*Pending, stop bool) {
 			return nil, true
 		}
 		<-s.wake
+	}
+}
+
+// waitForMore waits up to CommitDelay for the queue to grow from n to
+// pacerTarget requests, or for Close, and returns the queue's length.
+func (s *Store) waitForMore(n int) int {
+	t := time.NewTimer(s.opts.CommitDelay)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.qmu.Lock()
+			n = len(s.queue)
+			s.qmu.Unlock()
+			return n
+		case <-s.wake:
+			s.qmu.Lock()
+			n = len(s.queue)
+			closing := s.closing
+			s.qmu.Unlock()
+			if n >= pacerTarget || closing {
+				return n
+			}
+		}
 	}
 }
 

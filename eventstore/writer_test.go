@@ -185,3 +185,52 @@ func TestPositionCollisionResyncs(t *testing.T) {
 		t.Errorf("Verify = %+v, %v; want the intruder at 2 named", rep, err)
 	}
 }
+
+// TestSequentialAppenderIsNotKeptWaiting: a lone appender that waits for
+// each answer before its next request gains nothing from a commit delay, so
+// after the first few the writer stops waiting for company (one trial every
+// 64 commits remains).
+func TestSequentialAppenderIsNotKeptWaiting(t *testing.T) {
+	s := openWith(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{CommitDelay: 20 * time.Millisecond})
+	const n = 300
+	start := time.Now()
+	for i := range n {
+		mustAppend(t, s, appendReq("seq", int64(i), newEvent("E", `{}`)))
+	}
+	elapsed := time.Since(start)
+	st := s.Stats()
+	if st.Commits != n {
+		t.Errorf("%d sequential appends took %d commits", n, st.Commits)
+	}
+	// A 20 ms delay makes every wait show: 300 of them would take 6 s.
+	if max := int64(1 + n/64 + 1); st.CommitWaits > max {
+		t.Errorf("the writer waited %d times for %d sequential appends (%v), want at most %d", st.CommitWaits, n, elapsed, max)
+	}
+	t.Logf("%d appends in %v, %d waits", n, elapsed, st.CommitWaits)
+}
+
+// TestSteadyTrickleIsCommittedInGroups: requests arriving one at a time,
+// every 250 µs, share fsyncs: the writer waits up to CommitDelay for more
+// before a small commit, instead of syncing each one alone.
+func TestSteadyTrickleIsCommittedInGroups(t *testing.T) {
+	s := openWith(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{CommitDelay: 2 * time.Millisecond})
+	const n = 1000
+	pending := make([]*eventstore.Pending, 0, n)
+	start := time.Now()
+	for i := range n {
+		pending = append(pending, s.Submit(appendReq(fmt.Sprintf("trickle-%d", i), eventstore.NoStream, newEvent("E", `{}`))))
+		time.Sleep(time.Until(start.Add(time.Duration(i+1) * 250 * time.Microsecond)))
+	}
+	for i, p := range pending {
+		if _, err := p.Wait(testCtx(t)); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	st := s.Stats()
+	// Without the delay a request every 250 µs mostly finds the writer idle
+	// (an fdatasync takes ~200 µs here): ~1.5 requests per commit.
+	if st.Commits > n/3 {
+		t.Errorf("%d requests over %v took %d commits (%d waits), want at most %d", n, time.Since(start), st.Commits, st.CommitWaits, n/3)
+	}
+	t.Logf("%d requests over %v: %d commits, %d waits", n, time.Since(start), st.Commits, st.CommitWaits)
+}
