@@ -57,10 +57,10 @@ func (s eventsSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 	SELECT *, sum(size) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - size AS before FROM batch
 )
 SELECT min(position), max(position), count(*),
-	group_concat(concat(position, ',', version, ',', schema_version, ',', recorded_at, ',',
+	CAST(group_concat(concat(position, ',', version, ',', schema_version, ',', recorded_at, ',',
 		octet_length(stream_id), ',', octet_length(type), ',', octet_length(prev_hash), ',', octet_length(hash), ',',
 		octet_length(metadata), ',', octet_length(data), ',',
-		stream_id, type, prev_hash, hash, metadata, data), '' ORDER BY position)
+		stream_id, type, prev_hash, hash, metadata, data), '' ORDER BY position) AS BLOB)
 FROM sized WHERE before < ` + strconv.Itoa(s.maxBytes) + `
 HAVING count(*) > 0`
 	return wsql.Query{Query: q, Args: next.Args}
@@ -69,10 +69,13 @@ HAVING count(*) > 0`
 // UnmarshalMessage turns the pack row into a pack message whose offset is
 // the position of its last event.
 func (s eventsSchema) UnmarshalMessage(row wsql.Scanner) (wsql.Row, error) {
+	// The record is read as a BLOB into RawBytes: the driver's own copy,
+	// valid until the next row, which packFromRecord copies from. As TEXT
+	// scanned into []byte it was copied twice (a Go string, then bytes).
 	var (
 		first, last int64
 		n           int
-		record      []byte
+		record      sql.RawBytes
 	)
 	if err := row.Scan(&first, &last, &n, &record); err != nil {
 		return wsql.Row{}, fmt.Errorf("relay: scan pack: %w", err)
