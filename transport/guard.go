@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,8 +50,6 @@ func (s *server) tokenOf(r *http.Request, route string) string {
 	return ""
 }
 
-type queueKey struct{}
-
 // guard checks what the token allows: the route's scope, then, on routes
 // with a {queue}, the decoded name against the name rule (400) and the
 // token's queue patterns (403).
@@ -76,7 +73,9 @@ func (s *server) guard(scope string, next http.Handler) http.Handler {
 				s.writeProblem(w, r, forbiddenQueue("queue", name))
 				return
 			}
-			r = r.WithContext(context.WithValue(r.Context(), queueKey{}, name))
+			// Kept in the request's info, not in a context of its own: a
+			// context value costs a copy of the whole *http.Request.
+			infoFrom(r.Context()).queue = name
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -84,8 +83,7 @@ func (s *server) guard(scope string, next http.Handler) http.Handler {
 
 // queueOf is the decoded, checked and allowed {queue} of the route.
 func queueOf(r *http.Request) string {
-	q, _ := r.Context().Value(queueKey{}).(string)
-	return q
+	return infoFrom(r.Context()).queue
 }
 
 // callerOf is the verified caller; guard has made sure there is one.

@@ -22,6 +22,8 @@ type requestInfo struct {
 	// caller is the verified token's principal; authErr why there is none.
 	caller  *principal
 	authErr error
+	// queue is the route's {queue}, decoded, checked and allowed (guard).
+	queue string
 }
 
 type infoKey struct{}
