@@ -581,19 +581,34 @@ func nodeID(dataDir string) (string, error) {
 
 // logrusAdapter lets watermill log through logrus. Watermill's info lines
 // (handlers starting, subscriptions) are routine: they go out at debug.
+//
+// Watermill logs at trace and debug for every message it moves (several
+// lines per relay pack), and WithFields copies the fields whether or not
+// the level is on, so each method first asks whether its level is enabled.
 type logrusAdapter struct{ e *logrus.Entry }
 
+func (l logrusAdapter) log(level logrus.Level, msg string, err error, f watermill.LogFields) {
+	if !l.e.Logger.IsLevelEnabled(level) {
+		return
+	}
+	e := l.e.WithFields(logrus.Fields(f))
+	if err != nil {
+		e = e.WithError(err)
+	}
+	e.Log(level, msg)
+}
+
 func (l logrusAdapter) Error(msg string, err error, f watermill.LogFields) {
-	l.e.WithFields(logrus.Fields(f)).WithError(err).Warn(msg)
+	l.log(logrus.WarnLevel, msg, err, f)
 }
 func (l logrusAdapter) Info(msg string, f watermill.LogFields) {
-	l.e.WithFields(logrus.Fields(f)).Debug(msg)
+	l.log(logrus.DebugLevel, msg, nil, f)
 }
 func (l logrusAdapter) Debug(msg string, f watermill.LogFields) {
-	l.e.WithFields(logrus.Fields(f)).Debug(msg)
+	l.log(logrus.DebugLevel, msg, nil, f)
 }
 func (l logrusAdapter) Trace(msg string, f watermill.LogFields) {
-	l.e.WithFields(logrus.Fields(f)).Trace(msg)
+	l.log(logrus.TraceLevel, msg, nil, f)
 }
 func (l logrusAdapter) With(f watermill.LogFields) watermill.LoggerAdapter {
 	return logrusAdapter{l.e.WithFields(logrus.Fields(f))}
