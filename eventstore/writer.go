@@ -52,7 +52,7 @@ func (s *Store) nextBatch() (batch []*Pending, stop bool) {
 		s.qmu.Lock()
 		if n := len(s.queue); n > 0 && !s.closing && s.pacer.shouldWait(n) {
 			s.qmu.Unlock()
-			s.pacer.waited(s.waitForMore(n) - n)
+			s.pacer.waited(s.waitForMore() - n)
 			s.stats.waits.Add(1)
 			s.qmu.Lock()
 		}
@@ -75,21 +75,21 @@ func (s *Store) nextBatch() (batch []*Pending, stop bool) {
 	}
 }
 
-// waitForMore waits up to CommitDelay for the queue to grow from n to
-// pacerTarget requests, or for Close, and returns the queue's length.
-func (s *Store) waitForMore(n int) int {
+// waitForMore waits up to CommitDelay for the queue to reach pacerTarget
+// requests, or for Close, and returns the queue's length.
+func (s *Store) waitForMore() int {
 	t := time.NewTimer(s.opts.CommitDelay)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			s.qmu.Lock()
-			n = len(s.queue)
+			n := len(s.queue)
 			s.qmu.Unlock()
 			return n
 		case <-s.wake:
 			s.qmu.Lock()
-			n = len(s.queue)
+			n := len(s.queue)
 			closing := s.closing
 			s.qmu.Unlock()
 			if n >= pacerTarget || closing {
