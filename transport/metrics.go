@@ -19,8 +19,14 @@ import (
 type Metrics struct {
 	// EventsAppended counts events committed to the log.
 	EventsAppended prometheus.Counter
-	// AppendBatchSize observes how many events each group commit wrote.
+	// AppendBatchSize observes, once a second, the mean number of events
+	// per group commit over that second.
 	AppendBatchSize prometheus.Histogram
+	// AppendCommits counts group commits (one fsync each).
+	AppendCommits prometheus.Counter
+	// AppendCommitWaits counts the times a small group commit waited for
+	// more appends first (serve --commit-delay).
+	AppendCommitWaits prometheus.Counter
 	// RelayLag is how many events the relay is behind the head of the log.
 	RelayLag prometheus.Gauge
 	// ProjectionLag is, per projection (label "projection"), how many
@@ -100,8 +106,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "ledgerq_events_appended_total", Help: "Events committed to the event log.",
 		}),
 		AppendBatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "ledgerq_append_batch_size", Help: "Events written per group commit.",
+			Name: "ledgerq_append_batch_size", Help: "Mean events per group commit, observed once a second over that second.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		AppendCommits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ledgerq_append_commits_total", Help: "Group commits of the event log (one fsync each).",
+		}),
+		AppendCommitWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ledgerq_append_commit_waits_total", Help: "Times a small group commit waited for more appends first (--commit-delay).",
 		}),
 		RelayLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ledgerq_relay_lag_events", Help: "Events the relay is behind the head of the log.",
@@ -123,7 +135,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"route", "method", "status"}),
 		gatherer: prometheus.DefaultGatherer,
 	}
-	for _, c := range []prometheus.Collector{m.EventsAppended, m.AppendBatchSize, m.RelayLag, m.ProjectionLag, m.depths, m.SSEClients, m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.EventsAppended, m.AppendBatchSize, m.AppendCommits, m.AppendCommitWaits, m.RelayLag, m.ProjectionLag, m.depths, m.SSEClients, m.requests, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}

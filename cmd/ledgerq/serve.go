@@ -65,7 +65,12 @@ type serveConfig struct {
 	maxLag          int64
 	debugAddr       string
 	snapshotEvery   int64
+	commitDelay     time.Duration
 }
+
+// maxCommitDelay bounds --commit-delay: the wait is added to the latency of
+// the appends it gathers.
+const maxCommitDelay = 100 * time.Millisecond
 
 func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
@@ -87,10 +92,14 @@ func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, erro
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); keep it private")
 	fs.Int64Var(&c.maxLag, "max-projection-lag", 100000, "events the read side may lag behind the log before /readyz answers 503")
 	fs.Int64Var(&c.snapshotEvery, "snapshot-every", 250000, "write a command-state snapshot (DATA/"+snapshotFile+") every N events, so that a start-up replays only the log after it; 0: only at a clean shutdown")
+	fs.DurationVar(&c.commitDelay, "commit-delay", eventstore.DefaultCommitDelay, "the longest a group commit of fewer than 8 appends waits for more, while such waits gather appends (a steady stream then shares fsyncs); 0: never wait")
 	if err := parseFlags(fs, args, env); err != nil {
 		return c, err
 	}
 	var errs []error
+	if c.commitDelay < 0 || c.commitDelay > maxCommitDelay {
+		errs = append(errs, fmt.Errorf("--commit-delay %s: want 0 (off) to %s", c.commitDelay, maxCommitDelay))
+	}
 	rl, err := parseRate(*rate)
 	if err != nil {
 		errs = append(errs, err)
@@ -249,7 +258,8 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 		go serveDebug(cfg.debugAddr, log)
 	}
 	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "url": scheme + "://" + ln.Addr().String(), "role": cfg.role,
-		"data": cfg.data, "bus": busName(cfg.redisURL), "head": n.head(), "gomaxprocs": procs, "gogc": gogc}).Info("listening")
+		"data": cfg.data, "bus": busName(cfg.redisURL), "head": n.head(), "gomaxprocs": procs, "gogc": gogc,
+		"commit_delay": cfg.commitDelay.String()}).Info("listening")
 
 	select {
 	case <-ctx.Done():
@@ -317,7 +327,12 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 	var upcast func(eventstore.Event) (eventstore.Event, error)
 	readModel := filepath.Join(cfg.data, readModelFile)
 	if cfg.role == transport.RoleAll {
-		n.store, err = eventstore.Open(filepath.Join(cfg.data, eventsFile), eventstore.Options{Logger: log.WithField("component", "eventstore"), Upcasters: eventstore.UpcastersOf(domain.Upcasters())})
+		delay := cfg.commitDelay
+		if delay == 0 {
+			delay = -1 // the store's "never wait"; its zero means the default
+		}
+		n.store, err = eventstore.Open(filepath.Join(cfg.data, eventsFile), eventstore.Options{Logger: log.WithField("component", "eventstore"),
+			Upcasters: eventstore.UpcastersOf(domain.Upcasters()), CommitDelay: delay})
 		if err != nil {
 			return nil, fmt.Errorf("event store: %w", err)
 		}
@@ -455,7 +470,7 @@ func boolStr(redis bool) string {
 func (n *node) updateMetrics(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var events, commits int64
+	var events, commits, waits int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -470,7 +485,13 @@ func (n *node) updateMetrics(ctx context.Context) {
 					n.metrics.AppendBatchSize.Observe(float64(d) / float64(c))
 				}
 			}
-			events, commits = st.Events, st.Commits
+			if d := st.Commits - commits; d > 0 {
+				n.metrics.AppendCommits.Add(float64(d))
+			}
+			if d := st.CommitWaits - waits; d > 0 {
+				n.metrics.AppendCommitWaits.Add(float64(d))
+			}
+			events, commits, waits = st.Events, st.Commits, st.CommitWaits
 		}
 		if n.relay != nil {
 			n.metrics.RelayLag.Set(float64(n.relay.Lag()))

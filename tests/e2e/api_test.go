@@ -379,3 +379,48 @@ func TestMetricsFollowTheBroker(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestCommitDelayWaitsOnlyWhereItPays: the real binary's group commits, as
+// /metrics counts them. A lone sequential publisher never finds company,
+// so with the default --commit-delay the log's writer waits only for its
+// trial waits (one per 64 small commits) and every publish is still a
+// commit of its own; with --commit-delay 0 it never waits.
+func TestCommitDelayWaitsOnlyWhereItPays(t *testing.T) {
+	const publishes = 200
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		min, max float64
+	}{
+		{"default", nil, 1, 1 + publishes/64 + 1},
+		{"off", []string{"--commit-delay", "0"}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, tc.args...)
+			tok := s.Token("ops", "admin")
+			harness.MustStatus(t, s.Call("POST", "/v1/queues", tok, map[string]any{"name": "paced"}), 201, "create")
+			for range publishes {
+				harness.MustStatus(t, s.Call("POST", "/v1/queues/paced/messages", tok, map[string]any{"body": "x"}), 201, "publish")
+			}
+			const commits, waits = "ledgerq_append_commits_total", "ledgerq_append_commit_waits_total"
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				m, err := s.Metrics(commits, waits)
+				// The counters are copied from the store once a second.
+				if err == nil && m[commits] >= publishes+1 {
+					if m[commits] != publishes+1 {
+						t.Errorf("%d sequential requests took %v commits, want one each", publishes+1, m[commits])
+					}
+					if m[waits] < tc.min || m[waits] > tc.max {
+						t.Errorf("the writer waited %v times, want %v to %v", m[waits], tc.min, tc.max)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("metrics never counted %d commits: %v %v", publishes+1, m, err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+	}
+}
