@@ -52,8 +52,9 @@ type Options struct {
 	// CommitDelay is the longest the writer waits, before committing fewer
 	// than 8 requests, for more to arrive: one fsync then serves them all.
 	// It waits only while recent waits gained requests (a steady stream of
-	// appends), never for a lone sequential appender. Default
-	// DefaultCommitDelay; negative: never wait.
+	// appends); a lone sequential appender, which nothing can join, gets
+	// one trial wait in 64 commits. Default DefaultCommitDelay; negative:
+	// never wait.
 	CommitDelay time.Duration
 	// ReadConns is the size of the read-only pool used by every read and by
 	// Verify. Default DefaultReadConns.
