@@ -479,17 +479,18 @@ func (n *node) updateMetrics(ctx context.Context) {
 		}
 		if n.store != nil {
 			st := n.store.Stats()
-			if d := st.Events - events; d > 0 {
-				n.metrics.EventsAppended.Add(float64(d))
-				if c := st.Commits - commits; c > 0 {
-					n.metrics.AppendBatchSize.Observe(float64(d) / float64(c))
+			de, dc, dw := st.Events-events, st.Commits-commits, st.CommitWaits-waits
+			if de > 0 {
+				n.metrics.EventsAppended.Add(float64(de))
+				if dc > 0 {
+					n.metrics.AppendBatchSize.Observe(float64(de) / float64(dc))
 				}
 			}
-			if d := st.Commits - commits; d > 0 {
-				n.metrics.AppendCommits.Add(float64(d))
+			if dc > 0 {
+				n.metrics.AppendCommits.Add(float64(dc))
 			}
-			if d := st.CommitWaits - waits; d > 0 {
-				n.metrics.AppendCommitWaits.Add(float64(d))
+			if dw > 0 {
+				n.metrics.AppendCommitWaits.Add(float64(dw))
 			}
 			events, commits, waits = st.Events, st.Commits, st.CommitWaits
 		}
