@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -319,4 +321,50 @@ func TestSubscribeEndsWhenHubCloses(t *testing.T) {
 		t.Fatal("the stream did not end when the hub closed")
 	}
 	_, _ = io.Copy(io.Discard, st.resp.Body)
+}
+
+// A client that stops reading holds its handler no longer than the write
+// timeout, even while updates keep coming for it: the broker never waits
+// on it.
+func TestSubscribeCutsOffAClientThatStopsReading(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	hx := newHarness(t, func(d *Deps) { d.SSE = SSEConfig{WriteTimeout: timeout} })
+	srv := newHTTPServer(t, hx)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10) // so the server's writes block soon
+	tok := token(t, "viewer", []string{ScopeQueuesRead}, nil)
+	fmt.Fprintf(conn, "GET /v1/subscribe?kinds=message HTTP/1.1\r\nHost: ledgerq\r\nAuthorization: Bearer %s\r\n\r\n", tok)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("subscribe: %v, %v", resp, err)
+	}
+	waitFor(t, "the stream to open", func() bool { return gauge(t, hx, "ledgerq_sse_clients") == "1" })
+
+	// The client reads nothing more. 32 MiB of updates cannot all fit in
+	// the connection's buffers, so a write blocks.
+	big := queries.MessageSummary{ID: strings.Repeat("x", 64<<10), Queue: "orders", State: queries.StateReady, PublishedAt: testTime}
+	data, _ := json.Marshal(big)
+	for p := int64(41); p < 41+512; p++ {
+		hx.hub.Publish(queries.Update{Position: p, Event: queries.EventMessageUpdated, Queue: "orders", Data: data})
+	}
+	start := time.Now()
+	waitFor(t, "the stream to be cut off", func() bool { return gauge(t, hx, "ledgerq_sse_clients") == "0" })
+	// A write blocks for at most the timeout; allow for a slow machine.
+	if took := time.Since(start); took > timeout+5*time.Second {
+		t.Fatalf("the handler held a client that reads nothing for %s (write timeout %s)", took, timeout)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+	}
 }
