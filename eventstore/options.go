@@ -71,6 +71,11 @@ type Options struct {
 	Upcasters Upcasters
 	// Now is the store's clock; tests replace it. Default time.Now.
 	Now func() time.Time
+	// ObserveCommit, if set, is told of every group commit that made
+	// appends durable: how many requests and events it held and how long
+	// it took, from the start of its transaction to the end of its COMMIT
+	// (the fsync included). It runs on the writer and must not block.
+	ObserveCommit func(requests, events int, took time.Duration)
 }
 
 func (o *Options) setDefaults() {

@@ -129,6 +129,7 @@ func (e *batchError) Unwrap() error { return e.err }
 
 func (s *Store) commitBatch(batch []*Pending) {
 	ctx := context.Background() // a batch serves many callers; none may cancel it
+	start := time.Now()
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		s.failBatch(batch, &batchError{err: unavailable("begin", err)})
@@ -184,6 +185,9 @@ func (s *Store) commitBatch(batch []*Pending) {
 		s.stats.commits.Add(1)
 		s.stats.requests.Add(int64(applied))
 		s.stats.events.Add(events)
+		if s.opts.ObserveCommit != nil {
+			s.opts.ObserveCommit(applied, int(events), time.Since(start))
+		}
 		// Watchers hear of the commit before any appender returns, so a
 		// caller that appended and then checks its watch channel sees it.
 		s.notifyWatchers()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -233,4 +234,43 @@ func TestSteadyTrickleIsCommittedInGroups(t *testing.T) {
 		t.Errorf("%d requests over %v took %d commits (%d waits), want at most %d", n, time.Since(start), st.Commits, st.CommitWaits, n/3)
 	}
 	t.Logf("%d requests over %v: %d commits, %d waits", n, time.Since(start), st.Commits, st.CommitWaits)
+}
+
+// TestObserveCommit: every durable group commit is reported once, with its
+// requests and events; a request that conflicted is not among them.
+func TestObserveCommit(t *testing.T) {
+	var mu sync.Mutex
+	var commits, requests, events int
+	var total time.Duration
+	s := openWith(t, filepath.Join(t.TempDir(), "events.db"), eventstore.Options{
+		ObserveCommit: func(r, e int, took time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			commits, requests, events, total = commits+1, requests+r, events+e, total+took
+		},
+	})
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, err := s.Append(testCtx(t), appendReq(fmt.Sprintf("obs-%d", i), eventstore.NoStream, newEvent("E", `{}`), newEvent("E", `{}`))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	// Stream obs-0 exists: this append conflicts and commits nothing.
+	if _, err := s.Append(testCtx(t), appendReq("obs-0", eventstore.NoStream, newEvent("E", `{}`))); err == nil {
+		t.Fatal("an append to an existing stream with NoStream succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	st := s.Stats()
+	if int64(commits) != st.Commits || requests != n || events != 2*n {
+		t.Errorf("observed %d commits of %d requests and %d events; the store made %d commits of %d requests, %d events",
+			commits, requests, events, st.Commits, n, 2*n)
+	}
+	if total <= 0 {
+		t.Errorf("the commits took %v in all", total)
+	}
 }

@@ -81,6 +81,16 @@ type Config struct {
 	// Now is the clock for stats in updates (ready vs delayed). Default
 	// time.Now.
 	Now func() time.Time
+	// ObserveTransaction, if set, is told of every read-model transaction
+	// that applied events of a pack from the bus: how many, and how long it
+	// took from its BEGIN to the end of its COMMIT (the hub told). Catch-up
+	// and rebuild transactions are not reported. It must not block.
+	ObserveTransaction func(events int, took time.Duration)
+	// ObserveDelay, if set, is told for each event such a transaction
+	// applied how long after the event's recording in the log (RecordedAt,
+	// millisecond precision, this machine's clock) the transaction
+	// committed: append → read model. It must not block.
+	ObserveDelay func(time.Duration)
 }
 
 func (c *Config) setDefaults() {

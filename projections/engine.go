@@ -329,7 +329,7 @@ func (e *Engine) ApplyPack(ctx context.Context, events []eventstore.Event) error
 			continue
 		}
 		if ev.Position > next {
-			if err := e.applyBatch(ctx, run, true); err != nil {
+			if err := e.applyLive(ctx, run); err != nil {
 				return err
 			}
 			run = run[:0]
@@ -347,7 +347,30 @@ func (e *Engine) ApplyPack(ctx context.Context, events []eventstore.Event) error
 		run = append(run, d)
 		next = ev.Position + 1
 	}
-	return e.applyBatch(ctx, run, true)
+	return e.applyLive(ctx, run)
+}
+
+// applyLive applies events that came in a pack from the bus, and reports
+// the transaction and each event's delay to Config's observers. Caller
+// holds mu.
+func (e *Engine) applyLive(ctx context.Context, run []decoded) error {
+	start := time.Now()
+	if err := e.applyBatch(ctx, run, true); err != nil {
+		return err
+	}
+	if len(run) == 0 {
+		return nil
+	}
+	end := time.Now()
+	if e.cfg.ObserveTransaction != nil {
+		e.cfg.ObserveTransaction(len(run), end.Sub(start))
+	}
+	if e.cfg.ObserveDelay != nil {
+		for _, ev := range run {
+			e.cfg.ObserveDelay(end.Sub(ev.RecordedAt))
+		}
+	}
+	return nil
 }
 
 // errStop ends a Source read early once the wanted position was reached.

@@ -558,3 +558,42 @@ func TestCatchUpStopsAtAFailedRead(t *testing.T) {
 		}
 	}
 }
+
+// TestObserveLivePacks: the transactions that apply packs from the bus are
+// reported with each event's delay since its recording; a duplicate pack
+// that applies nothing and the catch-up that fills a gap are not.
+func TestObserveLivePacks(t *testing.T) {
+	log, evs := smallLog(t)
+	recorded := time.Now().Add(-2 * time.Second)
+	for i := range evs {
+		evs[i].RecordedAt = recorded
+	}
+	var txns []int
+	var delays []time.Duration
+	e := newEngine(t, Config{Source: log,
+		ObserveTransaction: func(n int, took time.Duration) {
+			if took <= 0 {
+				t.Errorf("a transaction of %d events took %v", n, took)
+			}
+			txns = append(txns, n)
+		},
+		ObserveDelay: func(d time.Duration) { delays = append(delays, d) },
+	})
+	ctx := context.Background()
+	for _, pack := range [][]eventstore.Event{evs[:2], evs[:2], evs[3:5]} {
+		if err := e.ApplyPack(ctx, pack); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Position 3 came by catch-up from the source: applied, not reported.
+	mustEqual(t, "checkpoints", e.Checkpoints(), map[string]int64{"queues": 5, "messages": 5})
+	mustEqual(t, "transactions", txns, []int{2, 2})
+	if len(delays) != 4 {
+		t.Fatalf("%d delays reported, want 4: %v", len(delays), delays)
+	}
+	for _, d := range delays {
+		if d < 2*time.Second || d > 12*time.Second {
+			t.Errorf("delay %v for events recorded 2s before the pack", d)
+		}
+	}
+}

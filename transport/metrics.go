@@ -34,12 +34,26 @@ type Metrics struct {
 	ProjectionLag *prometheus.GaugeVec
 	// SSEClients is the number of open SSE streams; the server keeps it.
 	SSEClients prometheus.Gauge
+	// AppendCommitSeconds observes each group commit of the log, from its
+	// BEGIN to the end of its COMMIT (the fsync included).
+	AppendCommitSeconds prometheus.Histogram
+	// ProjectionTransactionSeconds observes each read-model transaction
+	// that applied a pack from the bus, BEGIN to COMMIT.
+	ProjectionTransactionSeconds prometheus.Histogram
+	// ReadDelaySeconds observes, per event applied from the bus, the time
+	// from its recording in the log to the commit of the read-model
+	// transaction that applied it (append → read model; SSE frames leave
+	// right after that commit).
+	ReadDelaySeconds prometheus.Histogram
 
 	depths   *depthCollector
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	gatherer prometheus.Gatherer
 }
+
+// latencyBuckets are the buckets, in seconds, of every latency histogram.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25}
 
 // QueueDepth is one queue's message counts, the series of the
 // ledgerq_queue_messages gauge (label "state": ready, delayed, in_flight).
@@ -126,16 +140,29 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		SSEClients: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ledgerq_sse_clients", Help: "Open server-sent event streams.",
 		}),
+		AppendCommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ledgerq_append_commit_seconds", Help: "Duration of a group commit of the event log, from its BEGIN to the end of its COMMIT (the fsync included).",
+			Buckets: latencyBuckets,
+		}),
+		ProjectionTransactionSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ledgerq_projection_transaction_seconds", Help: "Duration of a read-model transaction applying a pack from the bus, from its BEGIN to the end of its COMMIT.",
+			Buckets: latencyBuckets,
+		}),
+		ReadDelaySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ledgerq_read_delay_seconds", Help: "Per event applied from the bus: time from its recording in the log (millisecond precision) to the commit of the read-model transaction that applied it.",
+			Buckets: latencyBuckets,
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ledgerq_http_requests_total", Help: "HTTP requests by route template, method and status.",
 		}, []string{"route", "method", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "ledgerq_http_request_duration_seconds", Help: "HTTP request latency by route template, method and status.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25},
+			Buckets: latencyBuckets,
 		}, []string{"route", "method", "status"}),
 		gatherer: prometheus.DefaultGatherer,
 	}
-	for _, c := range []prometheus.Collector{m.EventsAppended, m.AppendBatchSize, m.AppendCommits, m.AppendCommitWaits, m.RelayLag, m.ProjectionLag, m.depths, m.SSEClients, m.requests, m.duration} {
+	for _, c := range []prometheus.Collector{m.EventsAppended, m.AppendBatchSize, m.AppendCommits, m.AppendCommitWaits, m.RelayLag, m.ProjectionLag, m.depths, m.SSEClients,
+		m.AppendCommitSeconds, m.ProjectionTransactionSeconds, m.ReadDelaySeconds, m.requests, m.duration} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
 		}

@@ -332,7 +332,8 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 			delay = -1 // the store's "never wait"; its zero means the default
 		}
 		n.store, err = eventstore.Open(filepath.Join(cfg.data, eventsFile), eventstore.Options{Logger: log.WithField("component", "eventstore"),
-			Upcasters: eventstore.UpcastersOf(domain.Upcasters()), CommitDelay: delay})
+			Upcasters: eventstore.UpcastersOf(domain.Upcasters()), CommitDelay: delay,
+			ObserveCommit: func(_, _ int, took time.Duration) { m.AppendCommitSeconds.Observe(took.Seconds()) }})
 		if err != nil {
 			return nil, fmt.Errorf("event store: %w", err)
 		}
@@ -379,6 +380,8 @@ func startNode(ctx context.Context, cfg serveConfig, log *logrus.Logger) (*node,
 	n.engine, err = projections.New(projections.Config{
 		Path: readModel, Source: source, Subscriber: sub, Topic: relay.Topic,
 		DecodePack: relay.DecodePack, Upcast: upcast, Hub: n.hub, Logger: wmLog,
+		ObserveTransaction: func(_ int, took time.Duration) { m.ProjectionTransactionSeconds.Observe(took.Seconds()) },
+		ObserveDelay:       func(d time.Duration) { m.ReadDelaySeconds.Observe(max(d, 0).Seconds()) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("projections: %w", err)

@@ -367,10 +367,21 @@ func TestMetricsFollowTheBroker(t *testing.T) {
 	inFlight := `ledgerq_queue_messages{queue="metered",state="in_flight"}`
 	appended := "ledgerq_events_appended_total"
 	requests := `ledgerq_http_requests_total{method="POST",route="/v1/queues/{queue}/messages",status="201"}`
+	const commits, commitSum = "ledgerq_append_commit_seconds_count", "ledgerq_append_commit_seconds_sum"
+	const txns, delays, delaySum = "ledgerq_projection_transaction_seconds_count", "ledgerq_read_delay_seconds_count", "ledgerq_read_delay_seconds_sum"
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m, err := s.Metrics(ready, inFlight, appended, requests)
+		m, err := s.Metrics(ready, inFlight, appended, requests, commits, commitSum, txns, delays, delaySum)
 		if err == nil && m[ready] == 2 && m[inFlight] == 1 && m[appended] >= 5 && m[requests] == 3 {
+			// Five sequential requests, five group commits; the five events
+			// reached the read model through the bus, in at least one
+			// transaction, each well within the 10 s this loop allows.
+			if m[commits] != 5 || m[commitSum] <= 0 {
+				t.Errorf("commit histogram: %v commits taking %vs, want 5 taking some time", m[commits], m[commitSum])
+			}
+			if m[txns] < 1 || m[delays] < 1 || m[delays] > 5 || m[delaySum] > 10*m[delays] {
+				t.Errorf("read side: %v transactions, %v event delays summing to %vs", m[txns], m[delays], m[delaySum])
+			}
 			return
 		}
 		if time.Now().After(deadline) {
