@@ -397,6 +397,13 @@ func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 		"%d streams ended by the server; p50 %s, p99.9 %s.",
 		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), msText(run.Extra["publish_p99_ms"]), run.Ops, exp,
 		int(run.Extra["disconnected"]), msText(run.P50), msText(run.P999))
+	if _, ok := run.Extra["server_read_delay_p99_ms"]; ok {
+		row.Note += fmt.Sprintf(" The server's own histograms over the phase: append → read model p50 %s, p99 %s (%.1f %% of events over 25 ms); "+
+			"%d read-model transactions, p99 %s, %d over 10 ms; %d group commits, p99 %s.",
+			msText(run.Extra["server_read_delay_p50_ms"]), msText(run.Extra["server_read_delay_p99_ms"]), 100*run.Extra["server_read_delay_over_25ms"],
+			int(run.Extra["server_txns"]), msText(run.Extra["server_txn_p99_ms"]), int(run.Extra["server_txns_over_10ms"]),
+			int(run.Extra["server_commits"]), msText(run.Extra["server_commit_p99_ms"]))
+	}
 	return row
 }
 

@@ -225,6 +225,8 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	}
 	record = true // the warm-up's workers have all returned
 	countFrom.Store(t.maxPos.Load() + 1)
+	histNames := []string{histReadDelay, histProjTxn, histGroupCommit}
+	histBefore, histErr := t.histograms(ctx, histNames...)
 	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: "ledgerq", Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
 
 	byPos := map[int64]published{}
@@ -252,6 +254,10 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	}
 	stopSubs()
 	wg.Wait()
+	var histAfter map[string]histSnap
+	if histErr == nil {
+		histAfter, histErr = t.histograms(ctx, histNames...)
+	}
 
 	var lat []time.Duration
 	delivered := 0
@@ -281,6 +287,9 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	run.extra("disconnected", float64(disconnected.Load()))
 	if expected > 0 {
 		run.extra("delivered_ratio", float64(delivered)/float64(expected))
+	}
+	if histErr == nil {
+		serverHistExtras(&run, histBefore, histAfter)
 	}
 	return run, nil
 }

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"math"
+	"testing"
+)
+
+func TestHistSnapQuantileAndOver(t *testing.T) {
+	// 100 observations: 50 up to 1 ms, 40 in (1, 5] ms, 9 in (5, 25] ms, 1 above 25 ms.
+	h := histSnap{count: 100, bounds: []float64{.001, .005, .025, math.Inf(1)}, buckets: []float64{50, 90, 99, 100}}
+	for _, c := range []struct{ q, want float64 }{
+		{0.5, .001},                  // the 50th observation is the top of the first bucket
+		{0.7, .001 + .004*20.0/40.0}, // 20 of the 40 in (1, 5] ms
+		{0.99, .025},                 // the 99th is the top of the third bucket
+		{0.999, .025},                // in +Inf: the highest finite bound
+	} {
+		if got := h.quantile(c.q); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := h.over(.005); got != 10 {
+		t.Errorf("over 5 ms: %v, want 10", got)
+	}
+	before := histSnap{count: 40, bounds: h.bounds, buckets: []float64{40, 40, 40, 40}}
+	d := h.since(before)
+	if d.count != 60 || d.over(.001) != 50 || d.quantile(0.5) <= .001 {
+		t.Errorf("since: %+v (p50 %v)", d, d.quantile(0.5))
+	}
+	if !math.IsNaN((histSnap{}).quantile(0.5)) {
+		t.Error("an empty histogram has no quantile")
+	}
+}
