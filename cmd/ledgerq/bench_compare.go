@@ -397,14 +397,21 @@ func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 		"%d streams ended by the server; p50 %s, p99.9 %s.",
 		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), msText(run.Extra["publish_p99_ms"]), run.Ops, exp,
 		int(run.Extra["disconnected"]), msText(run.P50), msText(run.P999))
-	if _, ok := run.Extra["server_read_delay_p99_ms"]; ok {
-		row.Note += fmt.Sprintf(" The server's own histograms over the phase: append → read model p50 %s, p99 %s (%.1f %% of events over 25 ms); "+
-			"%d read-model transactions, p99 %s, %d over 10 ms; %d group commits, p99 %s.",
-			msText(run.Extra["server_read_delay_p50_ms"]), msText(run.Extra["server_read_delay_p99_ms"]), 100*run.Extra["server_read_delay_over_25ms"],
-			int(run.Extra["server_txns"]), msText(run.Extra["server_txn_p99_ms"]), int(run.Extra["server_txns_over_10ms"]),
-			int(run.Extra["server_commits"]), msText(run.Extra["server_commit_p99_ms"]))
-	}
+	row.Note += serverHistNote(run)
 	return row
+}
+
+// serverHistNote is the sentence of a row's note that gives the server's own
+// read-side histograms over the phase (serverHistExtras), or "".
+func serverHistNote(run benchRun) string {
+	if _, ok := run.Extra["server_read_delay_p99_ms"]; !ok {
+		return ""
+	}
+	return fmt.Sprintf(" The server's own histograms over the phase: append → read model p50 %s, p99 %s (%.1f %% of events over 25 ms); "+
+		"%d read-model transactions, p99 %s, %d over 10 ms; %d group commits, p99 %s.",
+		msText(run.Extra["server_read_delay_p50_ms"]), msText(run.Extra["server_read_delay_p99_ms"]), 100*run.Extra["server_read_delay_over_25ms"],
+		int(run.Extra["server_txns"]), msText(run.Extra["server_txn_p99_ms"]), int(run.Extra["server_txns_over_10ms"]),
+		int(run.Extra["server_commits"]), msText(run.Extra["server_commit_p99_ms"]))
 }
 
 // readSideRows runs the read-side phase on a server using Redis, between
@@ -485,7 +492,7 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 	growth.Ledgerq, growth.Errors = []float64{run.Extra["lag_growth_ms"]}, errs
 	lat.Note = fmt.Sprintf("%d probes: p50 %s, p99.9 %s; background load %s msg/s offered, %s achieved (p99 %s).%s",
 		run.Ops, msText(run.P50), msText(run.P999), human(run.Extra["load_offered_rate"]), human(run.Extra["load_rate"]),
-		msText(run.Extra["load_p99_ms"]), limitNote)
+		msText(run.Extra["load_p99_ms"]), serverHistNote(run)+limitNote)
 	growth.Note = fmt.Sprintf("first quarter median %s, last quarter median %s.",
 		msText(run.Extra["lag_first_quarter_median_ms"]), msText(run.Extra["lag_last_quarter_median_ms"]))
 	return []benchRow{lat, growth}

@@ -306,6 +306,8 @@ func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queu
 	if err := t.ensureQueues(ctx, append([]string{probeQueue}, queues...)); err != nil {
 		return run, err
 	}
+	histNames := []string{histReadDelay, histProjTxn, histGroupCommit}
+	histBefore, histErr := t.histograms(ctx, histNames...)
 	loadDone := make(chan benchRun, 1)
 	go func() {
 		var next atomic.Int64
@@ -349,6 +351,11 @@ probing:
 	}
 	if ctx.Err() != nil {
 		return run, ctx.Err()
+	}
+	if histErr == nil {
+		if histAfter, err := t.histograms(ctx, histNames...); err == nil {
+			serverHistExtras(&run, histBefore, histAfter)
+		}
 	}
 	lat := make([]time.Duration, len(samples))
 	for i, s := range samples {
