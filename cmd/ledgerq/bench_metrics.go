@@ -18,11 +18,13 @@ const (
 	histGroupCommit = "ledgerq_append_commit_seconds"
 )
 
+// readSideHists are the histograms serverHistExtras reads.
+var readSideHists = []string{histReadDelay, histProjTxn, histGroupCommit}
+
 // histSnap is one unlabelled histogram as scraped: cumulative bucket counts
 // by upper bound (seconds), ascending, the last one +Inf.
 type histSnap struct {
 	count   float64
-	sum     float64
 	bounds  []float64
 	buckets []float64
 }
@@ -54,7 +56,7 @@ func (t *benchTarget) histograms(ctx context.Context, names ...string) (map[stri
 			continue
 		}
 		h := f.GetMetric()[0].GetHistogram()
-		s := histSnap{count: float64(h.GetSampleCount()), sum: h.GetSampleSum()}
+		s := histSnap{count: float64(h.GetSampleCount())}
 		for _, b := range h.GetBucket() {
 			s.bounds = append(s.bounds, b.GetUpperBound())
 			s.buckets = append(s.buckets, float64(b.GetCumulativeCount()))
@@ -69,11 +71,12 @@ func (t *benchTarget) histograms(ctx context.Context, names ...string) (map[stri
 }
 
 // since is what was observed between before and h (the same histogram).
+// Without a usable before (the histogram was not there yet) it is all of h.
 func (h histSnap) since(before histSnap) histSnap {
 	if len(before.buckets) != len(h.buckets) {
 		return h
 	}
-	d := histSnap{count: h.count - before.count, sum: h.sum - before.sum, bounds: h.bounds, buckets: make([]float64, len(h.buckets))}
+	d := histSnap{count: h.count - before.count, bounds: h.bounds, buckets: make([]float64, len(h.buckets))}
 	for i := range h.buckets {
 		d.buckets[i] = h.buckets[i] - before.buckets[i]
 	}

@@ -225,8 +225,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	}
 	record = true // the warm-up's workers have all returned
 	countFrom.Store(t.maxPos.Load() + 1)
-	histNames := []string{histReadDelay, histProjTxn, histGroupCommit}
-	histBefore, histErr := t.histograms(ctx, histNames...)
+	histBefore, histErr := t.histograms(ctx, readSideHists...)
 	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: "ledgerq", Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
 
 	byPos := map[int64]published{}
@@ -256,7 +255,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	wg.Wait()
 	var histAfter map[string]histSnap
 	if histErr == nil {
-		histAfter, histErr = t.histograms(ctx, histNames...)
+		histAfter, histErr = t.histograms(ctx, readSideHists...)
 	}
 
 	var lat []time.Duration
@@ -306,8 +305,7 @@ func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queu
 	if err := t.ensureQueues(ctx, append([]string{probeQueue}, queues...)); err != nil {
 		return run, err
 	}
-	histNames := []string{histReadDelay, histProjTxn, histGroupCommit}
-	histBefore, histErr := t.histograms(ctx, histNames...)
+	histBefore, histErr := t.histograms(ctx, readSideHists...)
 	loadDone := make(chan benchRun, 1)
 	go func() {
 		var next atomic.Int64
@@ -353,7 +351,7 @@ probing:
 		return run, ctx.Err()
 	}
 	if histErr == nil {
-		if histAfter, err := t.histograms(ctx, histNames...); err == nil {
+		if histAfter, err := t.histograms(ctx, readSideHists...); err == nil {
 			serverHistExtras(&run, histBefore, histAfter)
 		}
 	}
