@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -397,6 +398,9 @@ func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 		"%d streams ended by the server; p50 %s, p99.9 %s.",
 		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), msText(run.Extra["publish_p99_ms"]), run.Ops, exp,
 		int(run.Extra["disconnected"]), msText(run.P50), msText(run.P999))
+	if m := machineNote(run); m != "" {
+		row.Note += " While publishing, " + m + " (" + strconv.Itoa(runtime.NumCPU()) + " CPUs, the generator's and its subscribers' share included)."
+	}
 	row.Note += serverHistNote(run)
 	return row
 }

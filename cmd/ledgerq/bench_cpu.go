@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // Where the CPU of a run goes. On a 2-core machine the load generator and
@@ -16,7 +18,57 @@ import (
 const (
 	extraServerCPU = "server_cpu_us_per_op"
 	extraBenchCPU  = "bench_cpu_us_per_op"
+	// The whole machine over the same window, in % of all its CPUs' time:
+	// idle (iowait included), and stolen by the hypervisor for other
+	// guests. A latency row measured at ~0 % idle says the cores were full,
+	// whoever filled them; steal says a neighbour took part of them.
+	extraMachineIdle  = "machine_idle_pct"
+	extraMachineSteal = "machine_steal_pct"
 )
+
+// machineCPU is the machine's CPU time so far, in seconds summed over its
+// CPUs, from /proc/stat (Linux only).
+type machineCPU struct{ total, idle, steal float64 }
+
+func readMachineCPU() (machineCPU, error) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return machineCPU{}, err
+	}
+	st, err := fs.Stat()
+	if err != nil {
+		return machineCPU{}, fmt.Errorf("machine CPU: %w", err)
+	}
+	c := st.CPUTotal
+	// Guest time is already inside user and nice.
+	total := c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	return machineCPU{total: total, idle: c.Idle + c.Iowait, steal: c.Steal}, nil
+}
+
+// addSince adds the idle and steal shares of [m0, m] to run; nothing when
+// no CPU time passed between the readings.
+func (m machineCPU) addSince(m0 machineCPU, run *benchRun) {
+	d := m.total - m0.total
+	if d <= 0 {
+		return
+	}
+	run.extra(extraMachineIdle, 100*(m.idle-m0.idle)/d)
+	run.extra(extraMachineSteal, 100*(m.steal-m0.steal)/d)
+}
+
+// machineNote is the clause of a note that gives the machine's idle and
+// stolen shares of run, or "".
+func machineNote(run benchRun) string {
+	idle, ok := run.Extra[extraMachineIdle]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("the machine %s idle, %s stolen", pctText(idle), pctText(run.Extra[extraMachineSteal]))
+}
+
+func pctText(v float64) string {
+	return strconv.FormatFloat(v, 'f', 1, 64) + " %"
+}
 
 // cpuProbe asks for the CPU figures of a run. Target reads the CPU time the
 // measured process has used so far (nil: only the bench's own is measured,
@@ -35,6 +87,8 @@ type cpuWindow struct {
 	begun            time.Time
 	self0, target0   time.Duration
 	selfOK, targetOK bool
+	machine0         machineCPU
+	machineOK        bool
 }
 
 // startCPUWindow begins the window after warmup; a nil probe measures
@@ -57,6 +111,8 @@ func (w *cpuWindow) begin() {
 		w.target0, err = w.probe.Target()
 		w.targetOK = err == nil
 	}
+	w.machine0, err = readMachineCPU()
+	w.machineOK = err == nil
 	w.begun = time.Now()
 }
 
@@ -92,6 +148,11 @@ func (w *cpuWindow) finish(run *benchRun) {
 			run.extra(extraServerCPU, perOp(now-w.target0))
 		}
 	}
+	if w.machineOK {
+		if now, err := readMachineCPU(); err == nil {
+			now.addSince(w.machine0, run)
+		}
+	}
 }
 
 // procCPU is the user plus system CPU time process pid has used, its exited
@@ -116,7 +177,7 @@ type cpuSide struct {
 func cpuNote(runs []benchRun, phase, per string, sides ...cpuSide) string {
 	var parts []string
 	for _, side := range sides {
-		var server, bench []float64
+		var server, bench, idle, steal []float64
 		for _, r := range runs {
 			if r.Phase != phase || r.Target != side.target {
 				continue
@@ -127,13 +188,24 @@ func cpuNote(runs []benchRun, phase, per string, sides ...cpuSide) string {
 			if v, ok := r.Extra[extraBenchCPU]; ok {
 				bench = append(bench, v)
 			}
+			if v, ok := r.Extra[extraMachineIdle]; ok {
+				idle = append(idle, v)
+				steal = append(steal, r.Extra[extraMachineSteal])
+			}
 		}
+		var part string
 		switch {
 		case len(server) > 0 && len(bench) > 0:
-			parts = append(parts, fmt.Sprintf("%s: server %s, generator %s", side.label, usText(mean(server)), usText(mean(bench))))
+			part = fmt.Sprintf("%s: server %s, generator %s", side.label, usText(mean(server)), usText(mean(bench)))
 		case len(bench) > 0:
-			parts = append(parts, fmt.Sprintf("%s: generator %s", side.label, usText(mean(bench))))
+			part = fmt.Sprintf("%s: generator %s", side.label, usText(mean(bench)))
+		default:
+			continue
 		}
+		if len(idle) > 0 {
+			part += fmt.Sprintf(" (the machine %s idle, %s stolen)", pctText(mean(idle)), pctText(mean(steal)))
+		}
+		parts = append(parts, part)
 	}
 	if len(parts) == 0 {
 		return ""

@@ -97,6 +97,13 @@ func TestClosedLoopReportsCPU(t *testing.T) {
 	if v, ok := run.Extra[extraBenchCPU]; !ok || v <= 0 {
 		t.Fatalf("bench CPU per op %v (present %v), want a positive figure", v, ok)
 	}
+	if runtime.GOOS == "linux" {
+		idle, ok := run.Extra[extraMachineIdle]
+		steal := run.Extra[extraMachineSteal]
+		if !ok || idle < 0 || idle > 100 || steal < 0 || steal > 100 {
+			t.Fatalf("machine idle %v %% (present %v), steal %v %%: want shares of the window", idle, ok, steal)
+		}
+	}
 
 	// A run that ends in its warm-up has no figures.
 	short := benchClosedLoop(context.Background(), benchPhase{Phase: "publish", Conns: 1, Warmup: time.Hour, Duration: time.Second, CPU: probe},
@@ -110,11 +117,12 @@ func TestCPUNote(t *testing.T) {
 	runs := []benchRun{
 		{Phase: "publish", Target: "limit:http", Extra: map[string]float64{extraServerCPU: 20, extraBenchCPU: 40}},
 		{Phase: "publish", Target: "limit:http", Extra: map[string]float64{extraServerCPU: 30, extraBenchCPU: 50}},
-		{Phase: "publish", Target: "rabbitmq", Extra: map[string]float64{extraBenchCPU: 12}},
+		{Phase: "publish", Target: "rabbitmq", Extra: map[string]float64{extraBenchCPU: 12, extraMachineIdle: 10, extraMachineSteal: 1}},
+		{Phase: "publish", Target: "rabbitmq", Extra: map[string]float64{extraBenchCPU: 12, extraMachineIdle: 20, extraMachineSteal: 0}},
 		{Phase: "batch", Target: "limit:http", Extra: map[string]float64{extraServerCPU: 999}},
 	}
 	got := cpuNote(runs, "publish", "request", cpuSide{"L", "limit:http"}, cpuSide{"RabbitMQ", "rabbitmq"}, cpuSide{"absent", "nobody"})
-	for _, want := range []string{"L: server 25 µs, generator 45 µs", "RabbitMQ: generator 12 µs", "CPU per request"} {
+	for _, want := range []string{"L: server 25 µs, generator 45 µs;", "RabbitMQ: generator 12 µs (the machine 15.0 % idle, 0.5 % stolen)", "CPU per request"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("note %q lacks %q", got, want)
 		}
@@ -124,5 +132,55 @@ func TestCPUNote(t *testing.T) {
 	}
 	if n := cpuNote(runs, "receive", "message", cpuSide{"ledgerq", "ledgerq"}); n != "" {
 		t.Errorf("note %q for a phase without runs", n)
+	}
+}
+
+func TestMachineCPUShares(t *testing.T) {
+	m0 := machineCPU{total: 100, idle: 40, steal: 1}
+	m1 := machineCPU{total: 300, idle: 90, steal: 11}
+	var run benchRun
+	m1.addSince(m0, &run)
+	if got := run.Extra[extraMachineIdle]; got != 25 {
+		t.Errorf("idle %v %%, want 25 (50 of 200 s)", got)
+	}
+	if got := run.Extra[extraMachineSteal]; got != 5 {
+		t.Errorf("steal %v %%, want 5 (10 of 200 s)", got)
+	}
+	if got := machineNote(run); got != "the machine 25.0 % idle, 5.0 % stolen" {
+		t.Errorf("note %q", got)
+	}
+	var none benchRun
+	m0.addSince(m0, &none) // no time passed: no figures, no division by zero
+	if len(none.Extra) != 0 || machineNote(none) != "" {
+		t.Errorf("figures from an empty window: %v %q", none.Extra, machineNote(none))
+	}
+}
+
+// TestMachineCPUSeesALoadedCore reads the real /proc/stat around a spin of
+// one core: the window cannot be all idle on a machine with up to 4 CPUs.
+func TestMachineCPUSeesALoadedCore(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc/stat") // the bench then reports no machine figures
+	}
+	m0, err := readMachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m0.total <= 0 || m0.idle < 0 || m0.idle > m0.total || m0.steal > m0.total {
+		t.Fatalf("implausible reading %+v", m0)
+	}
+	burnCPU(t, 300*time.Millisecond)
+	m1, err := readMachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var run benchRun
+	m1.addSince(m0, &run)
+	idle, ok := run.Extra[extraMachineIdle]
+	if !ok {
+		t.Fatalf("no idle share over a window where CPU time passed: %+v → %+v", m0, m1)
+	}
+	if limit := 100 - 50/float64(runtime.NumCPU()); runtime.NumCPU() <= 4 && idle > limit {
+		t.Errorf("the machine was %.1f %% idle while this test spun one core (at most %.1f %% expected on %d CPUs)", idle, limit, runtime.NumCPU())
 	}
 }

@@ -226,7 +226,13 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	record = true // the warm-up's workers have all returned
 	countFrom.Store(t.maxPos.Load() + 1)
 	histBefore, histErr := t.histograms(ctx, readSideHists...)
+	machine0, machineErr := readMachineCPU()
 	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: "ledgerq", Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
+	if machineErr == nil {
+		if m, err := readMachineCPU(); err == nil {
+			m.addSince(machine0, &run) // while publishing: when the frames were made
+		}
+	}
 
 	byPos := map[int64]published{}
 	perQueue := make([]int, cfg.Queues)

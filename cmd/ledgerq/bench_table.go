@@ -334,6 +334,10 @@ const benchMethod = `## How it is measured
   children, so only the generator's CPU is known for them). The rows' notes give the means. On a machine
   whose cores both are busy, a rate is the cores' time divided by generator + server CPU per op, which is
   why a ratio against a light anchor moves when the host's CPU changes.
+- **The machine's share.** Over the same window (for SSE, while its publishes run) the bench also reads
+  ` + "`/proc/stat`" + ` and reports how much of all the CPUs' time was idle (iowait included) and how much the
+  hypervisor gave to other guests (steal): ` + "`machine_idle_pct`" + `, ` + "`machine_steal_pct`" + ` in the JSON, in the
+  rows' notes. A latency row at ~0 % idle ran on full cores, whatever filled them.
 - **Settling.** Before every run, of ledgerq or of an anchor, the bench waits until ledgerq's read side has
   applied everything written so far, so no run shares the CPU with the backlog of the one before.
 - **Rebuild.** After the replay runs, the stopped server's read model file is deleted and the server is

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,12 +199,19 @@ func TestBenchCompareSmoke(t *testing.T) {
 					r.Extra["server_cpu_us_per_op"], r.Extra["bench_cpu_us_per_op"])
 			}
 		}
+		// And how busy the whole machine was, for the latency rows above all.
+		if r.Phase == "publish" || r.Phase == "sse" {
+			if v, ok := r.Extra["machine_idle_pct"]; !ok || v < 0 || v > 100 {
+				t.Errorf("%s/%s: machine idle %v %% (present %v), want a share of the run's window", r.Phase, r.Target, v, ok)
+			}
+		}
 	}
 	page, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# ledgerq benchmarks", "    ledgerq bench --compare --quick", "| measured | anchor | anchor runs | ledgerq runs | ratio | goal | result |", "## How it is measured"} {
+	for _, want := range []string{"# ledgerq benchmarks", "    ledgerq bench --compare --quick", "| measured | anchor | anchor runs | ledgerq runs | ratio | goal | result |", "## How it is measured",
+		fmt.Sprintf("stolen (%d CPUs", runtime.NumCPU()) /* the SSE row's note */} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("the page lacks %q", want)
 		}
