@@ -63,7 +63,11 @@ func machineNote(run benchRun) string {
 	if !ok {
 		return ""
 	}
-	return fmt.Sprintf("the machine %s idle, %s stolen", pctText(idle), pctText(run.Extra[extraMachineSteal]))
+	return machineText(idle, run.Extra[extraMachineSteal])
+}
+
+func machineText(idle, steal float64) string {
+	return "the machine " + pctText(idle) + " idle, " + pctText(steal) + " stolen"
 }
 
 func pctText(v float64) string {
@@ -203,7 +207,7 @@ func cpuNote(runs []benchRun, phase, per string, sides ...cpuSide) string {
 			continue
 		}
 		if len(idle) > 0 {
-			part += fmt.Sprintf(" (the machine %s idle, %s stolen)", pctText(mean(idle)), pctText(mean(steal)))
+			part += " (" + machineText(mean(idle), mean(steal)) + ")"
 		}
 		parts = append(parts, part)
 	}
