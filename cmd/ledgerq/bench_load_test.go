@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -332,5 +333,49 @@ func TestSetLagSamplesKeepsOrder(t *testing.T) {
 	r.setLagSamples(growing)
 	if g := r.Extra["lag_growth_ms"]; g < 29 || g > 31 {
 		t.Fatalf("lag rising 0.1 ms per probe: growth %v ms, want ≈ 30", g)
+	}
+}
+
+// The generator's requests carry what the server checks: the method, the
+// escaped path, the bearer token, the JSON content type with the body, and
+// the extra headers (the read side's X-Ledgerq-Min-Position).
+func TestCallSendsTheRequest(t *testing.T) {
+	type seen struct {
+		method, path, auth, ctype, minPos, body string
+	}
+	got := make(chan seen, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.URL.EscapedPath(), r.Header.Get("Authorization"), r.Header.Get("Content-Type"),
+			r.Header.Get("X-Ledgerq-Min-Position"), string(b)}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"position":42}`))
+	}))
+	defer srv.Close()
+	tg := newBenchTarget(srv.URL+"/", "tok", 1)
+	defer tg.close()
+	var buf bytes.Buffer
+	pos, err := tg.publish(context.Background(), "a b", []byte(`{"body":"x"}`), &buf)
+	if err != nil || pos != 42 || tg.maxPos.Load() != 42 {
+		t.Fatalf("publish: position %d (noted %d), %v; want 42", pos, tg.maxPos.Load(), err)
+	}
+	want := seen{"POST", "/v1/queues/a%20b/messages", "Bearer tok", "application/json", "", `{"body":"x"}`}
+	if s := <-got; s != want {
+		t.Fatalf("publish sent %+v, want %+v", s, want)
+	}
+	if err := tg.call(context.Background(), http.MethodGet, messagesPath("q"), nil, &buf, "X-Ledgerq-Min-Position", "7"); err != nil {
+		t.Fatal(err)
+	}
+	want = seen{"GET", "/v1/queues/q", "Bearer tok", "", "7", ""}
+	if s := <-got; s != want {
+		t.Fatalf("read sent %+v, want %+v", s, want)
+	}
+	if buf.String() != `{"position":42}` {
+		t.Fatalf("answer %q, want the whole body", buf.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tg.call(ctx, http.MethodGet, "/", nil, &buf); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a call on an ended context: %v, want context.Canceled", err)
 	}
 }

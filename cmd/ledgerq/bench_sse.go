@@ -344,7 +344,7 @@ probing:
 			continue
 		}
 		t0 := time.Now()
-		_, err = t.call(ctx, http.MethodGet, messagesPath(probeQueue), nil, &buf, "X-Ledgerq-Min-Position", strconv.FormatInt(pos, 10))
+		err = t.call(ctx, http.MethodGet, messagesPath(probeQueue), nil, &buf, "X-Ledgerq-Min-Position", strconv.FormatInt(pos, 10))
 		if err != nil {
 			run.Errors++
 			run.FirstError = cmp.Or(run.FirstError, "probe query: "+err.Error())
