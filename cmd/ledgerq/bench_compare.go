@@ -399,7 +399,17 @@ func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 		cfg.Subscribers, cfg.Queues, human(run.Extra["publish_rate"]), msText(run.Extra["publish_p99_ms"]), run.Ops, exp,
 		int(run.Extra["disconnected"]), msText(run.P50), msText(run.P999))
 	if m := machineNote(run); m != "" {
-		row.Note += " While publishing, " + m + " (" + strconv.Itoa(runtime.NumCPU()) + " CPUs, the generator's and its subscribers' share included)."
+		row.Note += " While publishing, " + m + " (" + strconv.Itoa(runtime.NumCPU()) + " CPUs, the generator's and its subscribers' share included)"
+		if b, ok := run.Extra[extraSSEBenchCPU]; ok {
+			row.Note += "; CPU per publish"
+			if srv, ok := run.Extra[extraSSEServerCPU]; ok {
+				row.Note += ": the server " + usText(srv) + " (its frames included), the bench " + usText(b)
+			} else {
+				row.Note += ": the bench " + usText(b)
+			}
+			row.Note += " (its publisher and its subscribers' reading)"
+		}
+		row.Note += "."
 	}
 	row.Note += serverHistNote(run)
 	return row

@@ -18,6 +18,10 @@ import (
 const (
 	extraServerCPU = "server_cpu_us_per_op"
 	extraBenchCPU  = "bench_cpu_us_per_op"
+	// The SSE phase's, per publish rather than per frame: the bench's
+	// includes its subscribers' reading.
+	extraSSEServerCPU = "server_cpu_us_per_publish"
+	extraSSEBenchCPU  = "bench_cpu_us_per_publish"
 	// The whole machine over the same window, in % of all its CPUs' time:
 	// idle (iowait included), and stolen by the hypervisor for other
 	// guests. A latency row measured at ~0 % idle says the cores were full,

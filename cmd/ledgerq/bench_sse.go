@@ -226,11 +226,17 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	record = true // the warm-up's workers have all returned
 	countFrom.Store(t.maxPos.Load() + 1)
 	histBefore, histErr := t.histograms(ctx, readSideHists...)
-	machine0, machineErr := readMachineCPU()
+	// CPU while publishing, when the frames are made: per publish, the
+	// server's (frames included) and the bench's (its publisher and every
+	// subscriber's reading), and the machine's idle share.
+	cpu := startCPUWindow(t.cpuProbe(), 0)
 	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: "ledgerq", Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
-	if machineErr == nil {
-		if m, err := readMachineCPU(); err == nil {
-			m.addSince(machine0, &run) // while publishing: when the frames were made
+	perPublish := benchRun{Ops: pubRun.Ops, Seconds: pubRun.Seconds}
+	cpu.finish(&perPublish)
+	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,
+		extraMachineIdle: extraMachineIdle, extraMachineSteal: extraMachineSteal} {
+		if v, ok := perPublish.Extra[from]; ok {
+			run.extra(to, v)
 		}
 	}
 

@@ -205,13 +205,19 @@ func TestBenchCompareSmoke(t *testing.T) {
 				t.Errorf("%s/%s: machine idle %v %% (present %v), want a share of the run's window", r.Phase, r.Target, v, ok)
 			}
 		}
+		// The SSE phase splits its CPU per publish between the server
+		// (frames included) and the bench (publisher and readers).
+		if r.Phase == "sse" && (r.Extra["server_cpu_us_per_publish"] <= 0 || r.Extra["bench_cpu_us_per_publish"] <= 0) {
+			t.Errorf("sse: CPU per publish server %v, bench %v: want both measured",
+				r.Extra["server_cpu_us_per_publish"], r.Extra["bench_cpu_us_per_publish"])
+		}
 	}
 	page, err := os.ReadFile(md)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"# ledgerq benchmarks", "    ledgerq bench --compare --quick", "| measured | anchor | anchor runs | ledgerq runs | ratio | goal | result |", "## How it is measured",
-		fmt.Sprintf("stolen (%d CPUs", runtime.NumCPU()) /* the SSE row's note */} {
+		fmt.Sprintf("stolen (%d CPUs", runtime.NumCPU()) /* the SSE row's note */, "(its frames included), the bench "} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("the page lacks %q", want)
 		}
