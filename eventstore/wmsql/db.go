@@ -166,7 +166,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		}
 		return nil
 	}
-	db := sql.OpenDB(&connector{drv: &sqlite3.SQLiteDriver{ConnectHook: hook}, dsn: dsn})
+	db := sql.OpenDB(&connector{drv: &sqlite3.SQLiteDriver{ConnectHook: hook}, dsn: dsn, retry: cfg.BusyTimeout})
 	db.SetMaxOpenConns(cfg.MaxOpenConns)
 	// Keep connections: each new one re-runs the ATTACH and pragmas.
 	db.SetMaxIdleConns(max(cfg.MaxOpenConns, 4))
@@ -207,12 +207,38 @@ func (d *DB) Begin() (*sql.Tx, error) { return d.BeginTx(context.Background(), n
 // connector opens mattn/go-sqlite3 connections without registering a global
 // driver name, so each DB carries its own connect hook.
 type connector struct {
-	drv *sqlite3.SQLiteDriver
+	drv driver.Driver
 	dsn string
+	// retry bounds how long a busy open is tried again.
+	retry time.Duration
 }
 
-func (c *connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
-func (c *connector) Driver() driver.Driver                        { return c.drv }
+// Connect opens a connection. Setting one up can meet SQLITE_BUSY that the
+// busy handler does not wait out: SQLite answers at once rather than risk a
+// deadlock when a connection that read the file asks for the exclusive lock
+// that switching a new file to WAL needs while another connection does the
+// same (several subscribers starting on a new offsets file). Such an open
+// is tried again, with a growing pause, for up to c.retry.
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	deadline := time.Now().Add(c.retry)
+	pause := time.Millisecond
+	for {
+		conn, err := c.drv.Open(c.dsn)
+		if err == nil || !IsBusy(err) || !time.Now().Add(pause).Before(deadline) {
+			return conn, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (after %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+func (c *connector) Driver() driver.Driver { return c.drv }
 
 // fileURI builds a SQLite URI for path; escaping keeps '?' or '#' in a file
 // name from ending it.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,5 +267,36 @@ func TestBackoffManagerBetweenBatches(t *testing.T) {
 	b.HandleError(logger, false, nil)
 	if fmt.Sprint(calls) != "[true false]" {
 		t.Fatalf("calls %v, want [true false] once BetweenEvery passed again", calls)
+	}
+}
+
+// Subscribers starting together on a new offsets file each open
+// connections that switch it to WAL; SQLite answers some of them
+// SQLITE_BUSY at once rather than wait. Every Open must still succeed.
+func TestOpenTogetherOnNewFiles(t *testing.T) {
+	for round := range 5 {
+		dir := t.TempDir()
+		const n = 12
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				db, err := wmsql.Open(context.Background(), wmsql.Config{
+					Path:        filepath.Join(dir, "messages.db"),
+					OffsetsPath: filepath.Join(dir, "offsets.db"),
+				})
+				if err == nil {
+					err = db.Close()
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
 	}
 }
