@@ -13,8 +13,9 @@ import (
 
 // schemaVersion is the read-model layout. Read models are disposable, so a
 // file written by another layout is dropped and rebuilt from the log rather
-// than migrated.
-const schemaVersion = 1
+// than migrated. Version 2 keeps each message's MessagePublished in its row
+// instead of in message_history and the body column.
+const schemaVersion = 2
 
 // connector opens mattn connections with per-connection pragmas that the DSN
 // cannot carry, without registering a global driver name.

@@ -2,9 +2,11 @@ package projections
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,7 +165,11 @@ func messageRows(t *testing.T, e *Engine) [][]any {
 }
 
 func historyRows(t *testing.T, e *Engine) [][]any {
-	return queryRows(t, e.r, `SELECT message_id, position, type FROM message_history ORDER BY seq`)
+	// Every message's history as stored: its MessagePublished in its row,
+	// the events after it in message_history.
+	return queryRows(t, e.r, `SELECT id, position, type FROM (
+		SELECT id, position, 'MessagePublished' AS type, 0 AS seq FROM messages
+		UNION ALL SELECT message_id, position, type, seq FROM message_history) ORDER BY position, seq`)
 }
 
 func TestDuplicatePackIsSkipped(t *testing.T) {
@@ -595,5 +601,55 @@ func TestObserveLivePacks(t *testing.T) {
 		if d < 2*time.Second || d > 12*time.Second {
 			t.Errorf("delay %v for events recorded 2s before the pack", d)
 		}
+	}
+}
+
+// TestOlderLayoutIsRebuilt opens a read model that the previous layout
+// (version 1: the body in messages, the MessagePublished in message_history)
+// wrote up to position 3: it is dropped and rebuilt from the log, so a
+// message published before the upgrade still shows its body and history.
+func TestOlderLayoutIsRebuilt(t *testing.T) {
+	log, _ := smallLog(t)
+	path := filepath.Join(t.TempDir(), "read.db")
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE checkpoints (projection TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID`,
+		`INSERT INTO checkpoints VALUES ('messages', 3), ('queues', 3)`,
+		`CREATE TABLE messages (position INTEGER PRIMARY KEY, id TEXT NOT NULL, queue TEXT NOT NULL,
+			state TEXT NOT NULL, body TEXT NOT NULL)`,
+		`INSERT INTO messages VALUES (2, 'm1', 'orders', 'available', 'one'), (3, 'm2', 'orders', 'available', 'two')`,
+		`CREATE TABLE message_history (seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL,
+			position INTEGER NOT NULL, type TEXT NOT NULL, recorded_at INTEGER NOT NULL, data TEXT NOT NULL)`,
+		`INSERT INTO message_history (message_id, position, type, recorded_at, data)
+			VALUES ('m1', 2, 'MessagePublished', 0, '{}'), ('m2', 3, 'MessagePublished', 0, '{}')`,
+		`PRAGMA user_version = 1`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	e := newEngine(t, Config{Path: path, Source: log})
+	if got := e.AppliedPosition(); got != 0 {
+		t.Fatalf("applied after opening the older layout %d, want 0 (rebuilt from the log)", got)
+	}
+	if err := e.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "messages", messageRows(t, e), [][]any{
+		{"m1", "acked", int64(1), int64(5)},
+		{"m2", "available", int64(0), int64(3)},
+	})
+	mustEqual(t, "history", historyRows(t, e), [][]any{
+		{"m1", int64(2), "MessagePublished"}, {"m2", int64(3), "MessagePublished"},
+		{"m1", int64(4), "MessageLeased"}, {"m1", int64(5), "MessageAcked"},
+	})
+	m, err := e.Message(context.Background(), "m1", testNow)
+	if err != nil || m.Body != "one" || len(m.History) != 3 || m.History[0].Type != "MessagePublished" {
+		t.Fatalf("m1 after the rebuild: %+v, %v", m, err)
 	}
 }

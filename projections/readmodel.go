@@ -147,7 +147,7 @@ func (e *Engine) Queue(ctx context.Context, name string, now time.Time) (queries
 func (e *Engine) Messages(ctx context.Context, f queries.MessageFilter) ([]queries.ListedMessage, error) {
 	cols := "position, id, queue, state, published_at, available_at, receive_count, headers"
 	if f.IncludeBody {
-		cols += ", body, body_encoding"
+		cols += ", " + bodyColumn + ", body_encoding"
 	}
 	now := ms(f.Now)
 	var (
@@ -226,7 +226,11 @@ func (e *Engine) Messages(ctx context.Context, f queries.MessageFilter) ([]queri
 	return out, err
 }
 
-const selectMessageDetail = `SELECT id, queue, state, body, body_encoding, content_type, headers,
+// bodyColumn reads a message's body out of its MessagePublished, which the
+// row keeps verbatim (see messagesProjection).
+const bodyColumn = `COALESCE(json_extract(published, '$.body'), '')`
+
+const selectMessageDetail = `SELECT id, queue, state, ` + bodyColumn + `, body_encoding, content_type, headers,
 	receive_count, published_at, available_at, COALESCE(lease_expires_at, 0),
 	COALESCE(origin_queue, ''), COALESCE(origin_id, ''), COALESCE(origin_reason, ''),
 	COALESCE(moved_queue, ''), COALESCE(moved_id, ''), COALESCE(moved_reason, '')
@@ -272,8 +276,11 @@ func (e *Engine) Message(ctx context.Context, id string, now time.Time) (queries
 }
 
 func history(ctx context.Context, tx *sql.Tx, id string) ([]queries.HistoryEntry, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT position, type, recorded_at, data FROM message_history
-		WHERE message_id = ? ORDER BY position, seq`, id)
+	// The first entry, the MessagePublished, is kept in the message's row.
+	rows, err := tx.QueryContext(ctx, `SELECT position, ?1, recorded_at, published, 0 FROM messages WHERE id = ?2
+		UNION ALL
+		SELECT position, type, recorded_at, data, seq FROM message_history WHERE message_id = ?2
+		ORDER BY 1, 5`, domain.TypeMessagePublished, id)
 	if err != nil {
 		return nil, fmt.Errorf("read history: %w", err)
 	}
@@ -285,7 +292,8 @@ func history(ctx context.Context, tx *sql.Tx, id string) ([]queries.HistoryEntry
 			recordedAt int64
 			data       string
 		)
-		if err := rows.Scan(&h.Position, &h.Type, &recordedAt, &data); err != nil {
+		var seq int64
+		if err := rows.Scan(&h.Position, &h.Type, &recordedAt, &data, &seq); err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
 		h.RecordedAt, h.Data = fromMS(recordedAt), json.RawMessage(data)

@@ -53,7 +53,7 @@ func dlqStory(t *testing.T) (*memLog, *queries.Service) {
 }
 
 func TestGetMessageShowsHistoryAndLinks(t *testing.T) {
-	_, s := dlqStory(t)
+	log, s := dlqStory(t)
 	ctx := context.Background()
 
 	m1, err := s.GetMessage(ctx, "m1")
@@ -65,6 +65,16 @@ func TestGetMessageShowsHistoryAndLinks(t *testing.T) {
 	}
 	mustEqual(t, "m1 moved to", m1.MovedTo, &queries.MessageLink{Queue: "orders.dlq", MessageID: "d1", Reason: "dead_letter"})
 	mustEqual(t, "m1 history", historyTypes(m1), "3:MessagePublished 4:MessageLeased 5:MessageDeadLettered")
+	// Every entry is its event as logged: the MessagePublished (kept in
+	// the message's row) like those after it.
+	logged := log.all()
+	for _, h := range m1.History {
+		ev := logged[h.Position-1]
+		if h.Type != ev.Type || string(h.Data) != string(ev.Data) || !h.RecordedAt.Equal(ev.RecordedAt) {
+			t.Fatalf("history entry %d: %s %s at %v; logged %s %s at %v",
+				h.Position, h.Type, h.Data, h.RecordedAt, ev.Type, ev.Data, ev.RecordedAt)
+		}
+	}
 	var dl domain.MessageDeadLettered
 	if err := json.Unmarshal(m1.History[2].Data, &dl); err != nil || dl.DeadLetterMessageID != "d1" {
 		t.Fatalf("dead-letter event data %s: %v", m1.History[2].Data, err)
