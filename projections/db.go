@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -110,7 +111,7 @@ const checkpointsDDL = `CREATE TABLE IF NOT EXISTS checkpoints (
 
 // migrate creates the tables, dropping everything first when the file holds
 // another layout.
-func migrate(ctx context.Context, w *sql.DB, projs []projection) error {
+func migrate(ctx context.Context, w *sql.DB, projs []projection, logger watermill.LoggerAdapter) error {
 	var v int
 	if err := w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
@@ -123,6 +124,10 @@ func migrate(ctx context.Context, w *sql.DB, projs []projection) error {
 	if v != schemaVersion {
 		if err := dropAll(ctx, tx, projs); err != nil {
 			return err
+		}
+		if v != 0 {
+			logger.Info("read model of another layout dropped: it is rebuilt from the log",
+				watermill.LogFields{"layout": v, "want": schemaVersion})
 		}
 	}
 	if err := createAll(ctx, tx, projs); err != nil {

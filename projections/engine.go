@@ -87,7 +87,7 @@ func New(cfg Config) (*Engine, error) {
 		stmts: make(map[string]*sql.Stmt),
 	}
 	ctx := context.Background()
-	if err := migrate(ctx, w, e.projs); err != nil {
+	if err := migrate(ctx, w, e.projs, cfg.Logger); err != nil {
 		e.closeDBs()
 		return nil, err
 	}

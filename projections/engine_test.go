@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/ledgerq/ledgerq/domain"
@@ -633,9 +634,17 @@ func TestOlderLayoutIsRebuilt(t *testing.T) {
 	}
 	db.Close()
 
-	e := newEngine(t, Config{Path: path, Source: log})
+	logs := watermill.NewCaptureLogger()
+	e := newEngine(t, Config{Path: path, Source: log, Logger: logs})
 	if got := e.AppliedPosition(); got != 0 {
 		t.Fatalf("applied after opening the older layout %d, want 0 (rebuilt from the log)", got)
+	}
+	var said bool
+	for _, m := range logs.Captured()[watermill.InfoLogLevel] {
+		said = said || (strings.Contains(m.Msg, "another layout") && m.Fields["layout"] == 1)
+	}
+	if !said {
+		t.Fatalf("no log line says the older read model was dropped: %v", logs.Captured())
 	}
 	if err := e.CatchUp(context.Background()); err != nil {
 		t.Fatal(err)
