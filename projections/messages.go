@@ -306,20 +306,20 @@ func (p *messagesProjection) deleteQueue(t *txn, queue string) error {
 	return nil
 }
 
-const insertMessage = `INSERT INTO messages (position, id, queue, state, published_at, available_at,
+// insertInto names the columns the two INSERTs below write, in order.
+const insertInto = `INSERT INTO messages (position, id, queue, state, published_at, available_at,
 	expires_at, receive_count, lease_expires_at, content_type, headers, published, recorded_at,
 	body_encoding, body_size, dedup_id, origin_queue, origin_id, origin_reason, moved_queue, moved_id,
-	moved_reason, last_position)
+	moved_reason, last_position)`
+
+const insertMessage = insertInto + `
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''),
 	NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), ?)`
 
 // insertPlainMessage is insertMessage for a message with no dedup id, no
 // origin, not moved and not leased: each bound value is a cgo call, and the
 // common row needs only 15 of them.
-const insertPlainMessage = `INSERT INTO messages (position, id, queue, state, published_at, available_at,
-	expires_at, receive_count, lease_expires_at, content_type, headers, published, recorded_at,
-	body_encoding, body_size, dedup_id, origin_queue, origin_id, origin_reason, moved_queue, moved_id,
-	moved_reason, last_position)
+const insertPlainMessage = insertInto + `
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ?)`
 
 const updateMessage = `UPDATE messages SET state = ?, available_at = ?, receive_count = ?,
