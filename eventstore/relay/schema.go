@@ -46,22 +46,34 @@ func (s eventsSchema) InsertQuery(string, message.Messages) (wsql.Query, error) 
 // as one text that SQLite builds by concatenation only, without parsing
 // data or metadata (a pack record, see record.go); UnmarshalMessage turns
 // that into the PackFormat payload.
+//
+// The cut is found on narrow rows (position and size); the events are then
+// read in position order by a rowid range, which needs no sort, and
+// concatenated as they come. Sorting the wide rows (a window over them, then
+// group_concat's own ORDER BY) cost as much again as reading them: 265 µs
+// against 141 for a pack of 32 (BenchmarkPackFromSQL). packFromRecord
+// checks that the positions follow each other, so an order SQLite did not
+// keep would be an error, never a reordered pack.
 func (s eventsSchema) SelectQuery(topic, consumerGroup string, offsets wsql.OffsetsAdapter) wsql.Query {
 	next := offsets.NextOffsetQuery(topic, consumerGroup)
 	// 200 bytes stand for the fixed fields of an event in the size bound.
-	q := `WITH batch AS (
-	SELECT position, stream_id, version, type, schema_version, data, metadata, recorded_at, prev_hash, hash,
-		octet_length(data) + octet_length(metadata) + 200 AS size
-	FROM events WHERE position > (` + next.Query + `) ORDER BY position LIMIT ` + strconv.Itoa(s.maxEvents) + `
-), sized AS (
-	SELECT *, sum(size) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - size AS before FROM batch
+	q := `WITH after AS (SELECT (` + next.Query + `) AS position),
+batch AS (
+	SELECT position, octet_length(data) + octet_length(metadata) + 200 AS size
+	FROM events WHERE position > (SELECT position FROM after) ORDER BY position LIMIT ` + strconv.Itoa(s.maxEvents) + `
+), cut AS (
+	SELECT max(position) AS last FROM (
+		SELECT position, sum(size) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - size AS before FROM batch)
+	WHERE before < ` + strconv.Itoa(s.maxBytes) + `
 )
-SELECT min(position), max(position), count(*),
-	CAST(group_concat(concat(position, ',', version, ',', schema_version, ',', recorded_at, ',',
+SELECT min(position), max(position), count(*), CAST(group_concat(record, '') AS BLOB) FROM (
+	SELECT position, concat(position, ',', version, ',', schema_version, ',', recorded_at, ',',
 		octet_length(stream_id), ',', octet_length(type), ',', octet_length(prev_hash), ',', octet_length(hash), ',',
 		octet_length(metadata), ',', octet_length(data), ',',
-		stream_id, type, prev_hash, hash, metadata, data), '' ORDER BY position) AS BLOB)
-FROM sized WHERE before < ` + strconv.Itoa(s.maxBytes) + `
+		stream_id, type, prev_hash, hash, metadata, data) AS record
+	FROM events
+	WHERE position > (SELECT position FROM after) AND position <= (SELECT last FROM cut)
+	ORDER BY position)
 HAVING count(*) > 0`
 	return wsql.Query{Query: q, Args: next.Args}
 }
