@@ -58,8 +58,8 @@ type hashInput struct {
 
 // chainHasher computes event hashes. It builds each encoding in one buffer
 // that it keeps, and hashes it in one call: writing the fields one by one
-// into a hash.Hash made each fixed-width field escape to the heap (about a
-// tenth of the allocations of a publish).
+// into a hash.Hash made each fixed-width field escape to the heap (4 % of
+// the allocations of a publish). One allocation is left: the hex string.
 type chainHasher struct {
 	buf []byte
 }
