@@ -41,6 +41,7 @@ type httpLimit struct {
 	secret   []byte
 	parser   *jwt.Parser
 	position atomic.Int64
+	fan      fanOut
 }
 
 // NewHTTPHandler returns the limit handler: POST /v1/queues/{queue}/messages
@@ -49,6 +50,12 @@ type httpLimit struct {
 // publish JSON, and answers 201 {id, queue, position} with a fresh ULID and a
 // counter, without storing anything. GET /readyz answers 200 so callers can
 // wait for it like for ledgerq.
+//
+// For the fan-out limit it also serves GET /v1/subscribe?queues=q (scope
+// queues:read or admin): a text/event-stream that gets one message.updated
+// frame, shaped like ledgerq's, for every publish to q, handed over in
+// memory when the publish is decoded (see fanOut). POST /v1/queues answers
+// 201 and creates nothing, so that the bench's set-up runs unchanged.
 func NewHTTPHandler(secret []byte) (http.Handler, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("limits: empty JWT secret")
@@ -63,6 +70,8 @@ func NewHTTPHandler(secret []byte) (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/queues/{queue}/messages", l.publish)
+	mux.HandleFunc("POST /v1/queues", l.createQueue)
+	mux.HandleFunc("GET /v1/subscribe", l.subscribe)
 	ok := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
@@ -73,15 +82,7 @@ func NewHTTPHandler(secret []byte) (http.Handler, error) {
 }
 
 func (l *httpLimit) publish(w http.ResponseWriter, r *http.Request) {
-	if err := l.authorize(r, "messages:publish"); err != nil {
-		status := http.StatusUnauthorized
-		code := "unauthorized"
-		if errors.Is(err, errForbidden) {
-			status, code = http.StatusForbidden, "forbidden"
-		} else {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-		}
-		problem(w, status, code, err.Error())
+	if !l.allowed(w, r, "messages:publish") {
 		return
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -97,10 +98,46 @@ func (l *httpLimit) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pos := l.position.Add(1)
+	id, queue := ulid.Make().String(), r.PathValue("queue")
+	l.fan.publish(queue, pos, id, time.Now())
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Ledgerq-Position", strconv.FormatInt(pos, 10))
 	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(publishResponse{ID: ulid.Make().String(), Queue: r.PathValue("queue"), Position: pos})
+	_ = json.NewEncoder(w).Encode(publishResponse{ID: id, Queue: queue, Position: pos})
+}
+
+// createQueue answers like ledgerq's POST /v1/queues and keeps nothing.
+func (l *httpLimit) createQueue(w http.ResponseWriter, r *http.Request) {
+	if !l.allowed(w, r, "queues:manage") {
+		return
+	}
+	var req struct {
+		Name string `json:"name"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBytes)).Decode(&req); err != nil || req.Name == "" {
+		problem(w, http.StatusBadRequest, "invalid_argument", "the body must name the queue")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(map[string]any{"queue": map[string]string{"name": req.Name}, "position": l.position.Add(1)})
+}
+
+// allowed authorizes r for scope want, or answers the problem and returns
+// false.
+func (l *httpLimit) allowed(w http.ResponseWriter, r *http.Request, want string) bool {
+	err := l.authorize(r, want)
+	if err == nil {
+		return true
+	}
+	status, code := http.StatusUnauthorized, "unauthorized"
+	if errors.Is(err, errForbidden) {
+		status, code = http.StatusForbidden, "forbidden"
+	} else {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	problem(w, status, code, err.Error())
+	return false
 }
 
 var errForbidden = errors.New("the token lacks the scope")
