@@ -432,16 +432,26 @@ func (s *benchSession) receiveRun(ctx context.Context, queues []string) benchRun
 	return s.record(run)
 }
 
-// fixedRun publishes at rate, open loop.
+// fixedRun publishes to ledgerq at rate, open loop.
 func (s *benchSession) fixedRun(ctx context.Context, queues []string, rate float64) benchRun {
+	return s.fixedRunOn(ctx, s.lq, "ledgerq", queues, rate)
+}
+
+// fixedRunOn publishes to t (ledgerq or the limit handler) at rate, open
+// loop.
+func (s *benchSession) fixedRunOn(ctx context.Context, t *benchTarget, target string, queues []string, rate float64) benchRun {
 	s.settle(ctx)
 	var next atomicCounter
 	bufs := newBenchBufs(s.cfg.maxInflight)
-	ph := s.phase("fixed-rate", "ledgerq", "msg/s")
-	ph.CPU = s.lq.cpuProbe()
+	unit := "msg/s"
+	if t != s.lq {
+		unit = "req/s"
+	}
+	ph := s.phase("fixed-rate", target, unit)
+	ph.CPU = t.cpuProbe()
 	return s.record(benchFixedRate(ctx, ph, rate, s.cfg.maxInflight,
 		func(ctx context.Context, w int, _ time.Time) (int, error) {
-			_, err := s.lq.publish(ctx, queues[next.add(1)%int64(len(queues))], s.bodies.single, bufs[w])
+			_, err := t.publish(ctx, queues[next.add(1)%int64(len(queues))], s.bodies.single, bufs[w])
 			return 1, err
 		}))
 }

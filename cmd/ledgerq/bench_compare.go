@@ -77,6 +77,11 @@ func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
 			human(mp.Rate), msText(mp.P99), human(mr.Rate), msText(mr.P99)),
 	}
 
+	// The limit handler at the same rate first: what a request costs this
+	// machine at a fixed rate when nothing is stored.
+	limErr := s.withLimit(ctx, "limit-http-fixed.log", func(t *benchTarget) {
+		s.fixedRunOn(ctx, t, limitHTTPTarget, pubQ, rate)
+	})
 	fr := s.fixedRun(ctx, pubQ, rate)
 	fixedRow := benchRow{
 		Name:    fmt.Sprintf("Single publish at a fixed %s msg/s (50 %% load): p99", human(rate)),
@@ -84,15 +89,23 @@ func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
 		Note: fmt.Sprintf("open loop, latency from each request's due time: p50 %s, p99 %s, p99.9 %s, max %s; %s msg/s achieved.",
 			msText(fr.P50), msText(fr.P99), msText(fr.P999), msText(fr.Max), human(fr.Rate)),
 	}
-	if n := cpuNote(s.runs, "fixed-rate", "message", cpuSide{"ledgerq", "ledgerq"}); n != "" {
+	if n := cpuNote(s.runs, "fixed-rate", "message", cpuSide{"L at the same rate", limitHTTPTarget}, cpuSide{"ledgerq", "ledgerq"}); n != "" {
 		fixedRow.Note += " " + n
 	}
+	if n := cpuNote(s.runs, "publish", "request", cpuSide{"L", limitHTTPTarget}); n != "" {
+		fixedRow.Note += " The same of the closed-loop publish rows: " + n
+	}
+	if limErr != nil {
+		fixedRow.Note += " The limit handler could not run at this rate: " + limErr.Error() + "."
+	}
 
-	sseRow := s.sseRow(ctx, rate)
+	sseRows := s.sseRows(ctx, rate)
 	rep.Rows = append(rep.Rows, s.readSideRows(ctx, rate)...)
 	startRows := s.startupRows(ctx, batchQ) // start-up, replay
 	rebuildRow := s.rebuildRow(ctx, s.lq.maxPos.Load(), startRows[1].Limit)
-	rep.Rows = append(rep.Rows, startRows[1], rebuildRow, sseRow, startRows[0], memRow, fixedRow, mixedRow)
+	rep.Rows = append(rep.Rows, startRows[1], rebuildRow)
+	rep.Rows = append(rep.Rows, sseRows...)
+	rep.Rows = append(rep.Rows, startRows[0], memRow, fixedRow, mixedRow)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -113,6 +126,12 @@ func (s *benchSession) ratesOf(phase, target string) []float64 {
 	return out
 }
 
+// Targets of the limit handler's runs.
+const (
+	limitHTTPTarget = "limit:http+json+jwt"
+	limitSSETarget  = "limit:http+sse"
+)
+
 // comparePublish alternates the HTTP handler limit, fdatasync, RabbitMQ and
 // ledgerq's single publish.
 func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]benchRow, float64, error) {
@@ -131,7 +150,7 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 	var httpL, httpP99, syncs, rabbit, pub, pubP99 []float64
 	var pubErrs, rabbitErrs int64
 	for range s.cfg.runs {
-		l := s.publishRun(ctx, limT, "limit:http+json+jwt", queues)
+		l := s.publishRun(ctx, limT, limitHTTPTarget, queues)
 		httpL, httpP99 = append(httpL, l.Rate), append(httpP99, l.P99)
 
 		s.settle(ctx)
@@ -176,7 +195,7 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 	if rabbitErr != nil {
 		rows[3].Skip = "RabbitMQ not reachable (" + rabbitErr.Error() + ")"
 	}
-	rows[0].Note = cpuNote(s.runs, "publish", "request", cpuSide{"L", "limit:http+json+jwt"}, cpuSide{"ledgerq", "ledgerq"})
+	rows[0].Note = cpuNote(s.runs, "publish", "request", cpuSide{"L", limitHTTPTarget}, cpuSide{"ledgerq", "ledgerq"})
 	rows[3].Note = cpuNote(s.runs, "publish", "message", cpuSide{"RabbitMQ", "rabbitmq"}, cpuSide{"ledgerq", "ledgerq"})
 	return rows, mean(pub), nil
 }
@@ -376,19 +395,48 @@ func freeServerMemory(ctx context.Context, debugAddr string) error {
 }
 
 // sseRow runs the fan-out phase.
-func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
+// sseRows measures the fan-out: first the limit handler serving the same
+// subscribers at the same rate with nothing stored, then ledgerq. The goal
+// row is ledgerq's; the row after it sets ledgerq's p99 beside the limit's,
+// for information: what this machine spends on the requests and the frames
+// alone at this rate is in its note.
+func (s *benchSession) sseRows(ctx context.Context, rate float64) []benchRow {
 	cfg := s.sseConfig(rate)
+	var limRun benchRow
+	limErr := s.withLimit(ctx, "limit-http-sse.log", func(t *benchTarget) {
+		lcfg := cfg
+		lcfg.Target = limitSSETarget
+		s.sseRun(ctx, t, lcfg, &limRun)
+	})
 	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers (%s per queue) at 50 %% load: append → frame p99", cfg.Subscribers,
 		strconv.FormatFloat(float64(cfg.Subscribers)/float64(cfg.Queues), 'g', 3, 64)), Unit: "ms", Op: "<=", Target: 25}
+	s.sseRun(ctx, s.lq, cfg, &row)
+	lim := benchRow{Name: "SSE against its limit: the same subscribers and rate", Anchor: "L: HTTP+JSON+JWT handler fanning the frames out in memory, nothing stored",
+		Limit: limRun.Ledgerq, LimitUnit: "ms", Ledgerq: row.Ledgerq, Unit: "ms", Errors: limRun.Errors}
+	switch {
+	case limErr != nil:
+		lim.Skip = limErr.Error()
+	case limRun.Skip != "":
+		lim.Skip = limRun.Skip
+	default:
+		lim.Note = "L's run: " + limRun.Note + " L hands each frame to its queue's subscribers as soon as the request is decoded, " +
+			"with no commit to wait for, so a frame often arrives before its 201 (counted as 0)."
+	}
+	return []benchRow{row, lim}
+}
+
+// sseRun runs the fan-out phase against t and fills row with its p99 and
+// note.
+func (s *benchSession) sseRun(ctx context.Context, t *benchTarget, cfg benchSSEConfig, row *benchRow) {
 	s.settle(ctx)
-	run, err := benchSSE(ctx, s.lq, s.bodies, cfg)
+	run, err := benchSSE(ctx, t, s.bodies, cfg)
 	if err != nil {
 		row.Skip = err.Error()
 		var he *benchHTTPError
 		if errors.As(err, &he) && he.Status == http.StatusTooManyRequests && cfg.Token == nil {
 			row.Skip += " (the server caps streams per token subject: set LEDGERQ_JWT_SECRET to the server's secret so the bench mints a subject per 8 subscribers)"
 		}
-		return row
+		return
 	}
 	s.record(run)
 	exp := int64(run.Extra["frames_expected"])
@@ -412,7 +460,21 @@ func (s *benchSession) sseRow(ctx context.Context, rate float64) benchRow {
 		row.Note += "."
 	}
 	row.Note += serverHistNote(run)
-	return row
+}
+
+// withLimit runs fn against a fresh limit handler (its CPU measured), then
+// stops it.
+func (s *benchSession) withLimit(ctx context.Context, logName string, fn func(*benchTarget)) error {
+	lim, err := startLimitHTTP(ctx, s.exe, s.secret, filepath.Join(s.dir, logName))
+	if err != nil {
+		return err
+	}
+	defer lim.stop()
+	t := newBenchTarget(lim.url, s.limitToken, s.cfg.maxInflight)
+	t.cpu = lim.cpu
+	defer t.close()
+	fn(t)
+	return nil
 }
 
 // serverHistNote is the sentence of a row's note that gives the server's own

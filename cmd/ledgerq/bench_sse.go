@@ -80,6 +80,8 @@ func readSSE(r io.Reader, fn func(sseEvent)) error {
 
 // benchSSEConfig shapes the fan-out phase.
 type benchSSEConfig struct {
+	// Target names what is measured in the runs ("ledgerq" when empty).
+	Target      string
 	Subscribers int
 	Queues      int
 	Rate        float64 // publishes per second over all queues
@@ -101,7 +103,8 @@ type benchSSEConfig struct {
 // as long as they keep arriving (up to two minutes), so a lagging read side
 // shows as latency, and missing frames are ones that never came.
 func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg benchSSEConfig) (benchRun, error) {
-	run := benchRun{Phase: "sse", Target: "ledgerq", Unit: "frames/s", Concurrency: cfg.Subscribers}
+	target := cmp.Or(cfg.Target, "ledgerq")
+	run := benchRun{Phase: "sse", Target: target, Unit: "frames/s", Concurrency: cfg.Subscribers}
 	queues := make([]string, cfg.Queues)
 	for i := range queues {
 		queues[i] = "bench-sse-" + strconv.Itoa(i)
@@ -230,7 +233,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	// server's (frames included) and the bench's (its publisher and every
 	// subscriber's reading), and the machine's idle share.
 	cpu := startCPUWindow(t.cpuProbe(), 0)
-	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: "ledgerq", Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
+	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: target, Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
 	perPublish := benchRun{Ops: pubRun.Ops, Seconds: pubRun.Seconds}
 	cpu.finish(&perPublish)
 	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,

@@ -300,7 +300,12 @@ const benchMethod = `## How it is measured
   redis-server for the read-side row. The data directory and the limits' files are on the same file system.
 - **HTTP + JSON + JWT handler (limit).** ` + "`tests/bench/limits.NewHTTPHandler`" + ` in its own process (the hidden
   ` + "`ledgerq bench limit-http`" + `): verifies the token like ledgerq (HS256 pinned, exp required, scope), decodes
-  the publish JSON, answers 201 with a ULID and a counter. Nothing is stored.
+  the publish JSON, answers 201 with a ULID and a counter. Nothing is stored. The fixed-rate row runs it once at
+  the same rate before ledgerq, to show what a request costs this machine at that rate with nothing else to do.
+- **SSE fan-out (limit).** The same process also serves ` + "`GET /v1/subscribe?queues=…`" + `: each decoded publish
+  renders one message.updated frame shaped like ledgerq's and hands it over a buffered channel to its queue's
+  subscribers, whose handlers write what is waiting and flush. No commit, no read model, no ring to resume from.
+  It runs the SSE phase once, same subscribers and rate, before ledgerq.
 - **fdatasync (limit).** 4 KiB overwrites of a preallocated file in the data directory, fdatasync after each:
   the rate a store that syncs once per append could reach. Group commit should beat it several times over.
 - **Raw SQLite insert (limit).** ledgerq's events table with its UNIQUE(stream_id, version) (WAL,

@@ -185,6 +185,13 @@ func TestBenchCompareSmoke(t *testing.T) {
 			t.Errorf("%d runs of %s, want 2 (--runs default)", count[k], k)
 		}
 	}
+	// The fixed-rate and SSE rows run the limit handler once at the same
+	// rate, before ledgerq.
+	for _, k := range []string{"fixed-rate/limit:http+json+jwt", "fixed-rate/ledgerq", "sse/limit:http+sse", "sse/ledgerq"} {
+		if count[k] != 1 {
+			t.Errorf("%d runs of %s, want 1", count[k], k)
+		}
+	}
 	if count["rebuild/ledgerq"] != 1 {
 		t.Errorf("%d rebuilds of the read models, want 1", count["rebuild/ledgerq"])
 	}
