@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,13 +13,7 @@ import (
 )
 
 func TestFanOutDeliversFramesOfItsQueueOnly(t *testing.T) {
-	h, err := NewHTTPHandler(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	exp := time.Now().Add(time.Hour).Unix()
+	srv, exp := startLimit(t)
 	admin := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "b", "scope": "admin", "exp": exp})
 	publisher := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "b", "scope": "messages:publish", "exp": exp})
 

@@ -22,14 +22,21 @@ func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims)
 	return s
 }
 
-func TestHTTPHandlerPublish(t *testing.T) {
+// startLimit serves the limit handler for one test and returns it with an
+// expiry an hour away for the test's tokens.
+func startLimit(t *testing.T) (*httptest.Server, int64) {
+	t.Helper()
 	h, err := NewHTTPHandler(testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	defer srv.Close()
-	exp := time.Now().Add(time.Hour).Unix()
+	t.Cleanup(srv.Close)
+	return srv, time.Now().Add(time.Hour).Unix()
+}
+
+func TestHTTPHandlerPublish(t *testing.T) {
+	srv, exp := startLimit(t)
 	good := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "b", "scope": "messages:publish", "exp": exp})
 	admin := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "b", "scope": "admin", "exp": exp})
 	body := `{"body":"` + Body(BodyBytes) + `"}`
@@ -60,13 +67,7 @@ func TestHTTPHandlerPublish(t *testing.T) {
 }
 
 func TestHTTPHandlerRefuses(t *testing.T) {
-	h, err := NewHTTPHandler(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	exp := time.Now().Add(time.Hour).Unix()
+	srv, exp := startLimit(t)
 	good := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "b", "scope": "messages:publish", "exp": exp})
 	none := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "b", "scope": "admin", "exp": exp})
 	cases := []struct {
