@@ -79,9 +79,11 @@ func (s *benchSession) compare(ctx context.Context) (*benchReport, error) {
 
 	// The limit handler at the same rate first: what a request costs this
 	// machine at a fixed rate when nothing is stored.
-	limErr := s.withLimit(ctx, "limit-http-fixed.log", func(t *benchTarget) {
-		s.fixedRunOn(ctx, t, limitHTTPTarget, pubQ, rate)
-	})
+	limT, stopLim, limErr := s.startLimit(ctx, "limit-http-fixed.log")
+	if limErr == nil {
+		s.fixedRunOn(ctx, limT, limitHTTPTarget, pubQ, rate)
+		stopLim()
+	}
 	fr := s.fixedRun(ctx, pubQ, rate)
 	fixedRow := benchRow{
 		Name:    fmt.Sprintf("Single publish at a fixed %s msg/s (50 %% load): p99", human(rate)),
@@ -135,14 +137,11 @@ const (
 // comparePublish alternates the HTTP handler limit, fdatasync, RabbitMQ and
 // ledgerq's single publish.
 func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]benchRow, float64, error) {
-	lim, err := startLimitHTTP(ctx, s.exe, s.secret, filepath.Join(s.dir, "limit-http.log"))
+	limT, stopLim, err := s.startLimit(ctx, "limit-http.log")
 	if err != nil {
 		return nil, 0, fmt.Errorf("bench: %w", err)
 	}
-	defer lim.stop()
-	limT := newBenchTarget(lim.url, s.limitToken, s.cfg.conns)
-	limT.cpu = lim.cpu
-	defer limT.close()
+	defer stopLim()
 	rabbitErr := peerReachable(s.cfg.rabbitURL)
 	if rabbitErr != nil {
 		s.logf("RabbitMQ skipped: %v", rabbitErr)
@@ -394,7 +393,6 @@ func freeServerMemory(ctx context.Context, debugAddr string) error {
 	return nil
 }
 
-// sseRow runs the fan-out phase.
 // sseRows measures the fan-out: first the limit handler serving the same
 // subscribers at the same rate with nothing stored, then ledgerq. The goal
 // row is ledgerq's; the row after it sets ledgerq's p99 beside the limit's,
@@ -403,11 +401,13 @@ func freeServerMemory(ctx context.Context, debugAddr string) error {
 func (s *benchSession) sseRows(ctx context.Context, rate float64) []benchRow {
 	cfg := s.sseConfig(rate)
 	var limRun benchRow
-	limErr := s.withLimit(ctx, "limit-http-sse.log", func(t *benchTarget) {
+	limT, stopLim, limErr := s.startLimit(ctx, "limit-http-sse.log")
+	if limErr == nil {
 		lcfg := cfg
 		lcfg.Target = limitSSETarget
-		s.sseRun(ctx, t, lcfg, &limRun)
-	})
+		s.sseRun(ctx, limT, lcfg, &limRun)
+		stopLim()
+	}
 	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers (%s per queue) at 50 %% load: append → frame p99", cfg.Subscribers,
 		strconv.FormatFloat(float64(cfg.Subscribers)/float64(cfg.Queues), 'g', 3, 64)), Unit: "ms", Op: "<=", Target: 25}
 	s.sseRun(ctx, s.lq, cfg, &row)
@@ -462,19 +462,17 @@ func (s *benchSession) sseRun(ctx context.Context, t *benchTarget, cfg benchSSEC
 	row.Note += serverHistNote(run)
 }
 
-// withLimit runs fn against a fresh limit handler (its CPU measured), then
-// stops it.
-func (s *benchSession) withLimit(ctx context.Context, logName string, fn func(*benchTarget)) error {
+// startLimit starts a fresh limit handler process (its log in logName) and
+// returns a target for it whose runs report its CPU, and the function that
+// stops both.
+func (s *benchSession) startLimit(ctx context.Context, logName string) (*benchTarget, func(), error) {
 	lim, err := startLimitHTTP(ctx, s.exe, s.secret, filepath.Join(s.dir, logName))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer lim.stop()
 	t := newBenchTarget(lim.url, s.limitToken, s.cfg.maxInflight)
 	t.cpu = lim.cpu
-	defer t.close()
-	fn(t)
-	return nil
+	return t, func() { t.close(); lim.stop() }, nil
 }
 
 // serverHistNote is the sentence of a row's note that gives the server's own
