@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,9 @@ const fanOutBuffer = 4096
 // Nothing is stored, ordered across queues or replayable, and the frame goes
 // out as the publish is decoded, without waiting for any commit.
 type fanOut struct {
+	// subs counts open subscriptions, so that a publish with nobody
+	// subscribed (the closed-loop limit) takes no lock.
+	subs    atomic.Int64
 	mu      sync.Mutex
 	byQueue map[string]map[*fanSub]struct{}
 }
@@ -41,6 +45,7 @@ type frameData struct {
 
 func (f *fanOut) add(queues []string) *fanSub {
 	s := &fanSub{ch: make(chan []byte, fanOutBuffer), dropped: make(chan struct{})}
+	f.subs.Add(1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.byQueue == nil {
@@ -56,6 +61,7 @@ func (f *fanOut) add(queues []string) *fanSub {
 }
 
 func (f *fanOut) remove(s *fanSub) {
+	defer f.subs.Add(-1)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for q, subs := range f.byQueue {
@@ -69,6 +75,9 @@ func (f *fanOut) remove(s *fanSub) {
 // publish hands the frame of message id at pos to queue's subscribers. A
 // subscriber whose buffer is full is dropped, never waited for.
 func (f *fanOut) publish(queue string, pos int64, id string, at time.Time) {
+	if f.subs.Load() == 0 {
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	subs := f.byQueue[queue]
