@@ -3,7 +3,9 @@
 // can put ledgerq's figures next to a ceiling measured in the same run:
 //
 //   - an HTTP handler that decodes the publish JSON and verifies the same
-//     HS256 JWT, and does nothing else (NewHTTPHandler);
+//     HS256 JWT, and does nothing else (NewHTTPHandler); the same handler
+//     also fans one SSE frame per publish out to the queue's subscribers
+//     from memory, for the SSE row;
 //   - raw SQLite inserts into ledgerq's events schema with the same payload,
 //     batch size and stream mix, WAL and synchronous=FULL (SQLiteInsert);
 //   - the fdatasync rate of the data directory (Fdatasync);
