@@ -85,3 +85,37 @@ func TestShellJoin(t *testing.T) {
 		t.Fatalf("shellJoin = %s, want %s", got, want)
 	}
 }
+
+// The group-commit row says what it asks in units of L, and says plainly
+// when that is beyond a handler that stores nothing.
+func TestGroupCommitNeed(t *testing.T) {
+	// 3 × 8.7k syncs/s over L's 26.75k req/s: 0.98 × L, reachable in
+	// principle.
+	got := groupCommitNeed(3, []float64{8.46e3, 9.01e3}, []float64{25.8e3, 27.7e3}, 0.40)
+	if !strings.Contains(got, "≥ 0.98 × L (3 × the fdatasync rate over L's rate)") || !strings.Contains(got, "asks ≥ 0.40 × L") {
+		t.Errorf("need: %q", got)
+	}
+	if strings.Contains(got, "no durable publish") {
+		t.Errorf("0.98 × L is called out of reach: %q", got)
+	}
+	got = groupCommitNeed(3, []float64{10e3}, []float64{25e3}, 0.40)
+	if !strings.Contains(got, "≥ 1.20 × L") || !strings.Contains(got, "no durable publish can get there here") {
+		t.Errorf("1.2 × L: %q", got)
+	}
+	if got := groupCommitNeed(3, nil, []float64{25e3}, 0.40); got != "" {
+		t.Errorf("no fdatasync runs: %q", got)
+	}
+}
+
+func TestJetStreamNeed(t *testing.T) {
+	got := jetStreamNeed([]float64{66.4e3, 76.6e3}, []float64{146e3, 170e3})
+	if !strings.Contains(got, "reached 0.45 × JetStream's rate") {
+		t.Errorf("need: %q", got)
+	}
+	if got := jetStreamNeed([]float64{1}, nil); got != "" {
+		t.Errorf("no JetStream runs: %q", got)
+	}
+	if got := joinNotes("", "a.", "", "b."); got != "a. b." {
+		t.Errorf("joinNotes: %q", got)
+	}
+}
