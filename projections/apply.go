@@ -253,7 +253,7 @@ func (e *Engine) updates(t *txn) ([]queries.Update, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode update: %w", err)
 		}
-		out = append(out, queries.Update{Position: n.changed, Event: queries.EventQueueUpdated, Queue: name, Data: data})
+		out = append(out, queries.Update{Position: n.changed, Event: queries.EventQueueUpdated, Queue: name, Data: data, Value: q})
 	}
 	for id, pos := range t.messages {
 		queue, ok := e.msgs.queueOf(id)
@@ -268,7 +268,7 @@ func (e *Engine) updates(t *txn) ([]queries.Update, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode update: %w", err)
 		}
-		out = append(out, queries.Update{Position: pos, Event: queries.EventMessageUpdated, Queue: s.Queue, Data: data})
+		out = append(out, queries.Update{Position: pos, Event: queries.EventMessageUpdated, Queue: s.Queue, Data: data, Value: s})
 	}
 	// The hub wants position order; within a position, queue updates after
 	// message updates so that a queue's stats never trail its messages.

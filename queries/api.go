@@ -168,6 +168,10 @@ type Update struct {
 	// (HubConfig.Render) instead of once per subscriber; nil without a
 	// renderer.
 	Frame []byte `json:"-"`
+	// Value, when set, is what Data encodes, as the read side built it (a
+	// MessageSummary for message.updated, a Queue for queue.updated), so
+	// that a renderer encodes it without decoding Data first.
+	Value any `json:"-"`
 }
 
 // SSE event names.

@@ -249,7 +249,8 @@ func RenderSSE(u queries.Update) []byte { return sseData(u) }
 
 // sseData is an update's data with times in API.md's format; data the
 // edge cannot read is passed on compacted to one line. It uses the frame
-// the hub rendered when there is one.
+// the hub rendered when there is one, and the update's Value, when it has
+// one, instead of decoding Data.
 func sseData(u queries.Update) []byte {
 	if u.Frame != nil {
 		return u.Frame
@@ -260,15 +261,21 @@ func sseData(u queries.Update) []byte {
 	)
 	switch u.Event {
 	case queries.EventQueueUpdated:
-		var q queries.Queue
-		if err = json.Unmarshal(u.Data, &q); err == nil {
+		q, ok := u.Value.(queries.Queue)
+		if !ok {
+			err = json.Unmarshal(u.Data, &q)
+		}
+		if err == nil {
 			qv := queueFromQuery(q)
 			qv.Snapshot = u.Snapshot
 			v = qv
 		}
 	case queries.EventMessageUpdated:
-		var m queries.MessageSummary
-		if err = json.Unmarshal(u.Data, &m); err == nil {
+		m, ok := u.Value.(queries.MessageSummary)
+		if !ok {
+			err = json.Unmarshal(u.Data, &m)
+		}
+		if err == nil {
 			v = summaryFromQuery(m)
 		}
 	default:
