@@ -359,6 +359,12 @@ const settleQueue = "bench-pub-0"
 // far, so that no run, of ledgerq or of an anchor, shares the CPU with a
 // backlog the previous run left behind.
 func (s *benchSession) settle(ctx context.Context) {
+	if s.lq.maxPos.Load() == 0 {
+		// Nothing written to it yet (the memory row runs on a server of
+		// its own first): nothing to wait for, and its queues may not
+		// exist.
+		return
+	}
 	start := time.Now()
 	if _, err := s.lq.queueReady(ctx, settleQueue, s.lq.maxPos.Load()); err != nil {
 		s.logf("waiting for the read side to catch up: %v", err)
