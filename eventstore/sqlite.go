@@ -65,8 +65,8 @@ func writerPragmas(busy time.Duration) []pragma {
 			"the WAL is fsync'd at every COMMIT: a returned append survives kill -9 and power loss (NORMAL would only survive a process crash)"},
 		{"PRAGMA busy_timeout = " + strconv.FormatInt(busy.Milliseconds(), 10),
 			"another process (an offline audit, a backup) may hold a lock briefly; wait instead of failing at once"},
-		{"PRAGMA wal_autocheckpoint = 1000",
-			"SQLite's default, made explicit: checkpoint every ~4 MiB of WAL so reads stay fast and the WAL stays bounded"},
+		{"PRAGMA wal_autocheckpoint = 8192",
+			"a backstop (32 MiB of WAL): the relay's CheckpointWAL copies the WAL from a connection of its own and starts it over every 16 MiB; SQLite's default of 1,000 frames checkpointed inside a commit, holding every request in flight"},
 		{"PRAGMA journal_size_limit = 67108864",
 			"truncate a WAL that grew past 64 MiB (e.g. behind a long reader) after the next checkpoint, so disk use shrinks back"},
 		{"PRAGMA cache_size = -16384",
@@ -138,6 +138,37 @@ func openWriter(path string, busy time.Duration) (*sql.DB, error) {
 	// One writer connection: SQLite has a single write lock anyway, and the
 	// in-memory stream heads are only correct if every write goes through
 	// the writer goroutine.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
+}
+
+// checkpointerPragmas run on the connection CheckpointWAL uses. It never
+// writes a row: it copies committed WAL frames into the database file.
+func checkpointerPragmas(busy time.Duration) []pragma {
+	return []pragma{
+		{"PRAGMA busy_timeout = " + strconv.FormatInt(busy.Milliseconds(), 10),
+			"another process (an offline audit, a backup) may hold a lock briefly; wait instead of failing at once"},
+		{"PRAGMA synchronous = NORMAL",
+			"a checkpoint syncs the WAL before it copies and the database file after, as at FULL; this connection commits nothing"},
+		{"PRAGMA cache_size = -1024",
+			"a checkpoint copies frames from the WAL to the file without the page cache"},
+	}
+}
+
+// openCheckpointer opens the connection of CheckpointWAL, beside the
+// writer's: in WAL mode a checkpoint and a commit do not wait for each
+// other, so group commits go on while one runs.
+func openCheckpointer(path string, busy time.Duration) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("_mutex", "no")
+	dsn, err := fileURI(path, q)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(newConnector(dsn, checkpointerPragmas(busy)))
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)

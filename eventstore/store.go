@@ -23,7 +23,8 @@ type Store struct {
 	log  logrus.FieldLogger
 	lock *fileLock
 
-	wdb         *sql.DB   // the writer connection: the writer goroutine, and CheckpointWAL between its commits
+	wdb         *sql.DB   // the writer connection: the writer goroutine, and CheckpointWAL's last step between its commits
+	ckdb        *sql.DB   // CheckpointWAL's connection for the bulk of the copy
 	rdb         *sql.DB   // read-only pool
 	insert      *sql.Stmt // one row, prepared on wdb
 	insertMulti *sql.Stmt // multiRows rows, prepared on wdb
@@ -113,6 +114,9 @@ func (s *Store) open() error {
 	if s.rdb, err = openReader(s.path, s.opts.ReadConns, s.opts.BusyTimeout); err != nil {
 		return unavailable("reader", err)
 	}
+	if s.ckdb, err = openCheckpointer(s.path, s.opts.BusyTimeout); err != nil {
+		return unavailable("checkpointer", err)
+	}
 	if s.insert, err = s.wdb.PrepareContext(ctx, insertColumns+insertRow); err != nil {
 		return unavailable("prepare insert", err)
 	}
@@ -190,6 +194,9 @@ func (s *Store) closeHandles() error {
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.ckdb != nil {
+		errs = append(errs, s.ckdb.Close())
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
