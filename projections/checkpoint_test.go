@@ -26,33 +26,10 @@ func TestCheckpointerCopiesTheWALBesideTheWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Wait for a checkpoint after the last commit.
-	runs := e.walCk.runs.Load()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.walCk.runs.Load() == runs {
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint within 10 s of the last commit (%d runs before)", runs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	wal, err := os.Stat(e.cfg.Path + "-wal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	frames := (wal.Size() - 32) / (4096 + 24)
-	if frames >= writerAutoCheckpoint {
-		t.Fatalf("the WAL holds %d frames: the writer's own checkpoint ran, the test tests nothing", frames)
-	}
-	// A copy of the file without its WAL.
-	raw, err := os.ReadFile(e.cfg.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyPath := filepath.Join(t.TempDir(), "copy.db")
-	if err := os.WriteFile(copyPath, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// The checkpointer runs every checkpointEvery once commits happened
+	// since its last run; a run under way during the last commits copies
+	// only what was committed before it looked. So wait, up to 10 s, for
+	// the file alone to hold every row.
 	count := func(db *sql.DB) (n int64) {
 		t.Helper()
 		if err := db.QueryRow("SELECT count(*) FROM messages").Scan(&n); err != nil {
@@ -60,15 +37,48 @@ func TestCheckpointerCopiesTheWALBesideTheWriter(t *testing.T) {
 		}
 		return n
 	}
+	live := count(e.r)
+	var inFile int64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		wal, err := os.Stat(e.cfg.Path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames := (wal.Size() - 32) / (4096 + 24)
+		if frames >= writerAutoCheckpoint {
+			t.Fatalf("the WAL holds %d frames: the writer's own checkpoint ran, the test tests nothing", frames)
+		}
+		inFile = countFileAlone(t, e.cfg.Path, count)
+		if live > 0 && inFile == live {
+			t.Logf("%d events in %d commits; WAL %d frames; %d checkpoints; %d messages in the read model and in its file alone",
+				len(events), e.commits.Load(), frames, e.walCk.runs.Load(), live)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d checkpoints the read model's file alone holds %d messages, the read model %d: the WAL was not copied",
+				e.walCk.runs.Load(), inFile, live)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// countFileAlone counts with count in a copy of the SQLite file at path
+// made without its WAL: what checkpoints have copied into the file.
+func countFileAlone(t *testing.T, path string, count func(*sql.DB) int64) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	if err := os.WriteFile(copyPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cp, err := sql.Open("sqlite3", "file:"+copyPath+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cp.Close()
-	live, inFile := count(e.r), count(cp)
-	t.Logf("%d events in %d commits; WAL %d frames; %d checkpoints; %d messages in the read model, %d in its file alone",
-		len(events), e.commits.Load(), frames, e.walCk.runs.Load(), live, inFile)
-	if live == 0 || inFile != live {
-		t.Fatalf("the read model's file alone holds %d messages, the read model %d: the WAL was not copied", inFile, live)
-	}
+	return count(cp)
 }

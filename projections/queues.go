@@ -33,6 +33,10 @@ type queueRow struct {
 	expired    int64
 	deadLetter int64
 	lastPos    int64
+	// configured: created, configured or deleted in this transaction, so
+	// more than the counters changed. A row that was loaded and only
+	// counted messages is written by the narrow countsQueue.
+	configured bool
 }
 
 func (*queuesProjection) name() string { return "queues" }
@@ -101,7 +105,7 @@ func (p *queuesProjection) apply(t *txn, ev decoded) error {
 			return fmt.Errorf("%w: QueueCreated at %d for existing queue %q", ErrInconsistent, ev.Position, name)
 		}
 		*r = queueRow{exists: true, loaded: r.loaded, attrs: created.Attributes,
-			createdAt: ms(created.CreatedAt), updatedAt: ms(created.CreatedAt), lastPos: ev.Position}
+			createdAt: ms(created.CreatedAt), updatedAt: ms(created.CreatedAt), lastPos: ev.Position, configured: true}
 		t.queueChanged(name, ev.Position)
 		return nil
 	}
@@ -111,9 +115,9 @@ func (p *queuesProjection) apply(t *txn, ev decoded) error {
 	r.lastPos = ev.Position
 	switch d := ev.data.(type) {
 	case domain.QueueConfigured:
-		r.attrs, r.updatedAt = d.Attributes, ms(d.ConfiguredAt)
+		r.attrs, r.updatedAt, r.configured = d.Attributes, ms(d.ConfiguredAt), true
 	case domain.QueueDeleted:
-		*r = queueRow{loaded: r.loaded}
+		*r = queueRow{loaded: r.loaded, configured: true}
 		t.queueDeleted(name, ev.Position)
 		return nil
 	case domain.MessagePublished:
@@ -146,9 +150,20 @@ const upsertQueue = `INSERT INTO queues (name, visibility_timeout_ms, delay_ms, 
 	released_total = excluded.released_total, expired_total = excluded.expired_total,
 	dead_lettered_total = excluded.dead_lettered_total, last_position = excluded.last_position`
 
+// countsQueue writes what message events change: the counters and the
+// position (7 values to bind where upsertQueue binds 15, and no conflict
+// to resolve).
+const countsQueue = `UPDATE queues SET published_total = ?, acked_total = ?, released_total = ?,
+	expired_total = ?, dead_lettered_total = ?, last_position = ? WHERE name = ?`
+
 func (p *queuesProjection) flush(t *txn) error {
 	for name, r := range p.rows {
 		switch {
+		case r.exists && r.loaded && !r.configured:
+			if _, err := t.exec(countsQueue, r.published, r.acked, r.released, r.expired, r.deadLetter,
+				r.lastPos, name); err != nil {
+				return err
+			}
 		case r.exists:
 			if _, err := t.exec(upsertQueue, name, r.attrs.VisibilityTimeoutMS, r.attrs.DelayMS,
 				r.attrs.RetentionMS, r.attrs.MaxMessageBytes, r.attrs.DeadLetterQueue, r.attrs.MaxReceiveCount,
@@ -176,6 +191,7 @@ func (p *queuesProjection) settle(committed bool) {
 	for name, r := range p.rows {
 		k := *r
 		k.loaded = k.exists // flush wrote the row, or deleted it
+		k.configured = false
 		p.known[name] = k
 	}
 }
