@@ -130,14 +130,19 @@ func openWriter(path string, busy time.Duration) (*sql.DB, error) {
 	// database/sql already serialises use of a connection; SQLite's own
 	// per-connection mutex would only add overhead.
 	q.Set("_mutex", "no")
+	// One writer connection: SQLite has a single write lock anyway, and the
+	// in-memory stream heads are only correct if every write goes through
+	// the writer goroutine.
+	return openOne(path, q, writerPragmas(busy))
+}
+
+// openOne opens a handle of one connection, kept open forever.
+func openOne(path string, q url.Values, pragmas []pragma) (*sql.DB, error) {
 	dsn, err := fileURI(path, q)
 	if err != nil {
 		return nil, err
 	}
-	db := sql.OpenDB(newConnector(dsn, writerPragmas(busy)))
-	// One writer connection: SQLite has a single write lock anyway, and the
-	// in-memory stream heads are only correct if every write goes through
-	// the writer goroutine.
+	db := sql.OpenDB(newConnector(dsn, pragmas))
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
@@ -162,18 +167,7 @@ func checkpointerPragmas(busy time.Duration) []pragma {
 // writer's: in WAL mode a checkpoint and a commit do not wait for each
 // other, so group commits go on while one runs.
 func openCheckpointer(path string, busy time.Duration) (*sql.DB, error) {
-	q := url.Values{}
-	q.Set("_mutex", "no")
-	dsn, err := fileURI(path, q)
-	if err != nil {
-		return nil, err
-	}
-	db := sql.OpenDB(newConnector(dsn, checkpointerPragmas(busy)))
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
-	return db, nil
+	return openOne(path, url.Values{"_mutex": {"no"}}, checkpointerPragmas(busy))
 }
 
 // openReader opens the read-only pool.
