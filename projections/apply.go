@@ -205,12 +205,9 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 	for name, pos := range advanced {
 		e.cps[name] = pos
 	}
-	// The hub first: whoever sees the new position (WaitFor, an SSE
-	// handler choosing where to resume) must find its updates there.
-	if len(updates) > 0 {
-		e.cfg.Hub.Publish(updates...)
-	}
-	e.signal.set(e.minCheckpoint())
+	// The notifier hands the updates to the hub, then moves the position
+	// signal (notify.go).
+	e.notify(updates, e.minCheckpoint())
 	return nil
 }
 

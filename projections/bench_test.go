@@ -122,7 +122,7 @@ func BenchmarkRebuild(b *testing.B) {
 		}
 	}
 	elapsed := time.Since(start)
-	if got := e.AppliedPosition(); got != head {
+	if got := applied(e); got != head {
 		b.Fatalf("applied %d, want %d", got, head)
 	}
 	events := float64(head) * float64(b.N)

@@ -51,12 +51,16 @@ type Engine struct {
 	stmts  map[string]*sql.Stmt
 	closed bool
 
-	signal   *positionSignal
-	running  atomic.Bool
-	packs    atomic.Int64 // packs applied, so the poller knows the bus is alive
-	commits  atomic.Int64 // transactions committed, so the checkpointer knows the WAL grew
-	failures atomic.Int64
-	lastErr  atomic.Pointer[error]
+	signal *positionSignal
+	// notices feed the notifier (notify.go), which tells the hub and moves
+	// signal; notifierDone closes when it ended.
+	notices      chan notice
+	notifierDone chan struct{}
+	running      atomic.Bool
+	packs        atomic.Int64 // packs applied, so the poller knows the bus is alive
+	commits      atomic.Int64 // transactions committed, so the checkpointer knows the WAL grew
+	failures     atomic.Int64
+	lastErr      atomic.Pointer[error]
 }
 
 var (
@@ -100,6 +104,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Hub.SetFloor(e.minCheckpoint())
 	}
 	e.walCk = startCheckpointer(ck, &e.commits, cfg.Logger)
+	e.startNotifier()
 	return e, nil
 }
 
@@ -162,14 +167,16 @@ func (e *Engine) Checkpoints() map[string]int64 {
 }
 
 // AppliedPosition is the global position every projection has applied and
-// committed: the X-Ledgerq-Position of query responses.
+// committed, and whose updates the hub has: the X-Ledgerq-Position of query
+// responses. It moves on the notifier's goroutine (notify.go), just after
+// the commit, so it may trail a pack that ApplyPack has just returned from.
 func (e *Engine) AppliedPosition() int64 {
 	p, _ := e.signal.get()
 	return p
 }
 
 // WaitForPosition returns once AppliedPosition() >= position, or ctx's error.
-// Commits wake it; it does not poll.
+// The notifier wakes it after each commit; it does not poll.
 func (e *Engine) WaitForPosition(ctx context.Context, position int64) error {
 	return e.signal.wait(ctx, position)
 }
@@ -506,6 +513,7 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 	for k := range e.cps {
 		e.cps[k] = 0
 	}
+	e.flushNotices() // none of them may move the signal after this
 	e.signal.set(0)
 	if err := e.catchUpLocked(ctx, 0, false); err != nil {
 		return fmt.Errorf("projections: rebuild: %w", err)
@@ -523,6 +531,8 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	close(e.notices)
+	<-e.notifierDone
 	for _, s := range e.stmts {
 		s.Close()
 	}

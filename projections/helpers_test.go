@@ -450,3 +450,11 @@ func (s *sim) step() {
 		}
 	}
 }
+
+// applied is e's AppliedPosition once its notifier has handled every
+// transaction committed so far (the position signal moves after the hub
+// got the updates, on the notifier's goroutine).
+func applied(e *Engine) int64 {
+	e.flushNotices()
+	return e.AppliedPosition()
+}
