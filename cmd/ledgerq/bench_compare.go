@@ -452,6 +452,9 @@ func (s *benchSession) sseRows(ctx context.Context, rate float64) []benchRow {
 	row := benchRow{Name: fmt.Sprintf("SSE: %d subscribers (%s per queue) at 50 %% load: append → frame p99", cfg.Subscribers,
 		strconv.FormatFloat(float64(cfg.Subscribers)/float64(cfg.Queues), 'g', 3, 64)), Unit: "ms", Op: "<=", Target: 25}
 	s.sseRun(ctx, s.lq, cfg, &row)
+	if row.Skip == "" && limErr == nil && limRun.Skip == "" {
+		row.Note += sseBudgetNote(s.runs, runtime.NumCPU())
+	}
 	lim := benchRow{Name: "SSE against its limit: the same subscribers and rate", Anchor: "L: HTTP+JSON+JWT handler fanning the frames out in memory, nothing stored",
 		Limit: limRun.Ledgerq, LimitUnit: "ms", Ledgerq: row.Ledgerq, Unit: "ms", Errors: limRun.Errors}
 	switch {

@@ -224,3 +224,45 @@ func cpuNote(runs []benchRun, phase, per string, sides ...cpuSide) string {
 func usText(us float64) string {
 	return strconv.FormatFloat(us, 'f', 0, 64) + " µs"
 }
+
+// sseBudgetNote says where the CPUs went in the SSE phase, from the runs of
+// one comparison: the cores (server and bench together) that L and ledgerq
+// used to publish at the phase's rate with no subscriber (the fixed-rate
+// runs), and with the subscribers (the SSE runs). The frames are what the
+// second adds to the first. It is "" unless all four runs reported CPU.
+//
+// The SSE goal's rate is half of ledgerq's own closed-loop rate, so the
+// budget, not any one stage, decides whether the phase has a core to spare:
+// the sentence puts ledgerq's extra cost for publishing beside what the
+// limit's whole phase left idle.
+func sseBudgetNote(runs []benchRun, cpus int) string {
+	cores := func(phase, target, srvKey, benchKey string, rateOf func(benchRun) float64) (float64, bool) {
+		for i := len(runs) - 1; i >= 0; i-- {
+			r := runs[i]
+			if r.Phase != phase || r.Target != target {
+				continue
+			}
+			srv, ok1 := r.Extra[srvKey]
+			gen, ok2 := r.Extra[benchKey]
+			if rate := rateOf(r); ok1 && ok2 && rate > 0 {
+				return rate * (srv + gen) / 1e6, true
+			}
+			return 0, false
+		}
+		return 0, false
+	}
+	fixedRate := func(r benchRun) float64 { return r.Rate }
+	sseRate := func(r benchRun) float64 { return r.Extra["publish_rate"] }
+	lf, ok1 := cores("fixed-rate", limitHTTPTarget, extraServerCPU, extraBenchCPU, fixedRate)
+	qf, ok2 := cores("fixed-rate", "ledgerq", extraServerCPU, extraBenchCPU, fixedRate)
+	ls, ok3 := cores("sse", limitSSETarget, extraSSEServerCPU, extraSSEBenchCPU, sseRate)
+	qs, ok4 := cores("sse", "ledgerq", extraSSEServerCPU, extraSSEBenchCPU, sseRate)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return ""
+	}
+	c := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
+	return fmt.Sprintf(" The %d CPUs' budget at this rate, in cores (server and bench together): publishing with no subscriber "+
+		"(the fixed-rate runs, over their queues) L %s, ledgerq %s; with the subscribers L %s, ledgerq %s, so the frames took L %s and ledgerq %s. "+
+		"ledgerq's publishing costs %s cores more than L's (the commit, the relay, the read model), and L's whole phase left %s idle.",
+		cpus, c(lf), c(qf), c(ls), c(qs), c(ls-lf), c(qs-qf), c(qf-lf), c(max(0, float64(cpus)-ls)))
+}

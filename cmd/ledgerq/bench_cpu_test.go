@@ -184,3 +184,30 @@ func TestMachineCPUSeesALoadedCore(t *testing.T) {
 		t.Errorf("the machine was %.1f %% idle while this test spun one core (at most %.1f %% expected on %d CPUs)", idle, limit, runtime.NumCPU())
 	}
 }
+
+func TestSSEBudgetNote(t *testing.T) {
+	runs := []benchRun{
+		{Phase: "fixed-rate", Target: limitHTTPTarget, Rate: 10000, Extra: map[string]float64{extraServerCPU: 40, extraBenchCPU: 30}},
+		{Phase: "fixed-rate", Target: "ledgerq", Rate: 10000, Extra: map[string]float64{extraServerCPU: 90, extraBenchCPU: 25}},
+		{Phase: "sse", Target: limitSSETarget, Extra: map[string]float64{"publish_rate": 10000, extraSSEServerCPU: 90, extraSSEBenchCPU: 70}},
+		{Phase: "sse", Target: "ledgerq", Extra: map[string]float64{"publish_rate": 10000, extraSSEServerCPU: 140, extraSSEBenchCPU: 45}},
+	}
+	got := sseBudgetNote(runs, 2)
+	for _, want := range []string{
+		"The 2 CPUs' budget", "L 0.70, ledgerq 1.15;", "with the subscribers L 1.60, ledgerq 1.85",
+		"the frames took L 0.90 and ledgerq 0.70", "costs 0.45 cores more than L's", "left 0.40 idle",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("note %q lacks %q", got, want)
+		}
+	}
+	// A run without CPU figures (a server on another machine) leaves the
+	// sentence out rather than print a budget from three quarters of it.
+	delete(runs[3].Extra, extraSSEServerCPU)
+	if n := sseBudgetNote(runs, 2); n != "" {
+		t.Errorf("note %q from runs without the server's CPU", n)
+	}
+	if n := sseBudgetNote(runs[:2], 2); n != "" {
+		t.Errorf("note %q without SSE runs", n)
+	}
+}
