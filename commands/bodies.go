@@ -58,13 +58,21 @@ func (a *App) readPublished(ctx context.Context, refs []bodyRef) (map[string]dom
 		}
 		positions = append(positions, pos)
 	}
-	events, err := a.store.ReadPositions(ctx, positions)
+	var (
+		events []eventstore.Event
+		err    error
+	)
+	if pr, ok := a.store.(payloadReader); ok {
+		events, err = pr.ReadPayloads(ctx, positions)
+	} else {
+		events, err = a.store.ReadPositions(ctx, positions)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: read message bodies: %w", ErrUnavailable, err)
 	}
 	out := make(map[string]domain.MessagePublished, len(events))
 	for _, e := range events {
-		// ReadPositions returns events as stored; bring older shapes up to
+		// The store returns events as stored; bring older shapes up to
 		// date when the store knows how.
 		if up, ok := a.store.(upcaster); ok {
 			if e, err = up.Upcast(e); err != nil {
@@ -83,6 +91,14 @@ func (a *App) readPublished(ctx context.Context, refs []bodyRef) (map[string]dom
 	}
 	return out, nil
 }
+
+// payloadReader is an optional capability of the store: reading events
+// without the metadata and hashes a body read does not need.
+type payloadReader interface {
+	ReadPayloads(ctx context.Context, positions []int64) ([]eventstore.Event, error)
+}
+
+var _ payloadReader = (*eventstore.Store)(nil)
 
 // upcaster is an optional capability of the store: converting an event read
 // as stored to the current schema version.

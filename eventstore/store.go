@@ -28,6 +28,7 @@ type Store struct {
 	rdb         *sql.DB   // read-only pool
 	insert      *sql.Stmt // one row, prepared on wdb
 	insertMulti *sql.Stmt // multiRows rows, prepared on wdb
+	payloads    *sql.Stmt // ReadPayloads of up to payloadArgs positions, prepared on rdb
 
 	// Committed state, changed only by the writer goroutine, under mu, after
 	// a COMMIT succeeded. The writer reads it without the lock.
@@ -124,6 +125,9 @@ func (s *Store) open() error {
 	if s.insertMulti, err = s.wdb.PrepareContext(ctx, multi); err != nil {
 		return unavailable("prepare insert", err)
 	}
+	if s.payloads, err = s.rdb.PrepareContext(ctx, payloadQuery(payloadArgs)); err != nil {
+		return unavailable("prepare payload read", err)
+	}
 	if err := s.loadHeads(ctx); err != nil {
 		return unavailable("load heads", err)
 	}
@@ -187,7 +191,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeHandles() error {
 	var errs []error
-	for _, stmt := range []*sql.Stmt{s.insert, s.insertMulti} {
+	for _, stmt := range []*sql.Stmt{s.insert, s.insertMulti, s.payloads} {
 		if stmt != nil {
 			errs = append(errs, stmt.Close())
 		}
