@@ -300,20 +300,10 @@ func (s *Store) ReadPositions(ctx context.Context, positions []int64) ([]Event, 
 	if s.closed.Load() {
 		return nil, fmt.Errorf("eventstore: read positions: %w", errClosed)
 	}
-	ps := slices.Clone(positions)
-	slices.Sort(ps)
-	ps = slices.Compact(ps)
-	ps = slices.DeleteFunc(ps, func(p int64) bool { return p < 1 })
-	const chunk = 500 // well below SQLite's bound-parameter limit
+	ps := wantedPositions(positions)
 	out := make([]Event, 0, len(ps))
-	for c := range slices.Chunk(ps, chunk) {
-		args := make([]any, len(c))
-		for i, p := range c {
-			args[i] = p
-		}
-		q := `SELECT ` + eventColumns + ` FROM events WHERE position IN (?` +
-			strings.Repeat(`, ?`, len(c)-1) + `) ORDER BY position`
-		page, err := s.query(ctx, "read positions", q, args...)
+	for c := range slices.Chunk(ps, positionsChunk) {
+		page, err := s.query(ctx, "read positions", positionsQuery(eventColumns, len(c)), positionArgs(c, len(c))...)
 		if err != nil {
 			return nil, err
 		}
@@ -322,18 +312,45 @@ func (s *Store) ReadPositions(ctx context.Context, positions []int64) ([]Event, 
 	return out, nil
 }
 
+// positionsChunk bounds the positions one query asks for, well below
+// SQLite's bound-parameter limit.
+const positionsChunk = 500
+
+// wantedPositions is positions sorted, without repeats and without any
+// below 1, which no event has.
+func wantedPositions(positions []int64) []int64 {
+	ps := slices.Clone(positions)
+	slices.Sort(ps)
+	ps = slices.Compact(ps)
+	return slices.DeleteFunc(ps, func(p int64) bool { return p < 1 })
+}
+
+// positionsQuery selects columns of the events at n positions, in position
+// order.
+func positionsQuery(columns string, n int) string {
+	return `SELECT ` + columns + ` FROM events WHERE position IN (?` + strings.Repeat(`, ?`, n-1) + `) ORDER BY position`
+}
+
+// positionArgs are the positions c as n query arguments, the ones past c
+// 0, which is no event's position.
+func positionArgs(c []int64, n int) []any {
+	args := make([]any, n)
+	for i := range args {
+		args[i] = int64(0)
+	}
+	for i, p := range c {
+		args[i] = p
+	}
+	return args
+}
+
 // payloadColumns are what ReadPayloads reads of an event: no metadata to
 // decode, no hashes to copy.
 const payloadColumns = `position, stream_id, version, type, schema_version, data, recorded_at`
 
 // payloadArgs is how many positions the prepared payload query takes; a
-// receive asks for at most 10 bodies. Unused arguments are 0, which is no
-// event's position.
+// receive asks for at most 10 bodies.
 const payloadArgs = 16
-
-func payloadQuery(n int) string {
-	return `SELECT ` + payloadColumns + ` FROM events WHERE position IN (?` + strings.Repeat(`, ?`, n-1) + `) ORDER BY position`
-}
 
 // ReadPayloads returns the events at the given positions in position order,
 // like ReadPositions, with their data but without their metadata and hashes
@@ -345,37 +362,22 @@ func (s *Store) ReadPayloads(ctx context.Context, positions []int64) ([]Event, e
 	if s.closed.Load() {
 		return nil, fmt.Errorf("eventstore: read payloads: %w", errClosed)
 	}
-	ps := slices.Clone(positions)
-	slices.Sort(ps)
-	ps = slices.Compact(ps)
-	ps = slices.DeleteFunc(ps, func(p int64) bool { return p < 1 })
+	ps := wantedPositions(positions)
 	out := make([]Event, 0, len(ps))
-	for c := range slices.Chunk(ps, 500) {
+	for c := range slices.Chunk(ps, positionsChunk) {
 		var (
 			rows *sql.Rows
 			err  error
 		)
 		if len(c) <= payloadArgs {
-			args := make([]any, payloadArgs)
-			for i := range args {
-				args[i] = int64(0)
-			}
-			for i, p := range c {
-				args[i] = p
-			}
-			rows, err = s.payloads.QueryContext(ctx, args...)
+			rows, err = s.payloads.QueryContext(ctx, positionArgs(c, payloadArgs)...)
 		} else {
-			args := make([]any, len(c))
-			for i, p := range c {
-				args[i] = p
-			}
-			rows, err = s.rdb.QueryContext(ctx, payloadQuery(len(c)), args...)
+			rows, err = s.rdb.QueryContext(ctx, positionsQuery(payloadColumns, len(c)), positionArgs(c, len(c))...)
 		}
 		if err != nil {
 			return nil, s.readErr(ctx, "read payloads", err)
 		}
-		out, err = scanPayloads(rows, out)
-		if err != nil {
+		if out, err = scanPayloads(rows, out); err != nil {
 			return nil, s.readErr(ctx, "read payloads", err)
 		}
 	}

@@ -125,7 +125,7 @@ func (s *Store) open() error {
 	if s.insertMulti, err = s.wdb.PrepareContext(ctx, multi); err != nil {
 		return unavailable("prepare insert", err)
 	}
-	if s.payloads, err = s.rdb.PrepareContext(ctx, payloadQuery(payloadArgs)); err != nil {
+	if s.payloads, err = s.rdb.PrepareContext(ctx, positionsQuery(payloadColumns, payloadArgs)); err != nil {
 		return unavailable("prepare payload read", err)
 	}
 	if err := s.loadHeads(ctx); err != nil {
