@@ -336,10 +336,11 @@ func positionsQuery(columns string, n int) string {
 func positionArgs(c []int64, n int) []any {
 	args := make([]any, n)
 	for i := range args {
-		args[i] = int64(0)
-	}
-	for i, p := range c {
-		args[i] = p
+		if i < len(c) {
+			args[i] = c[i]
+		} else {
+			args[i] = int64(0)
+		}
 	}
 	return args
 }
