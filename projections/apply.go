@@ -201,6 +201,7 @@ func (e *Engine) applyBatch(ctx context.Context, evs []decoded, notify bool) err
 		return fmt.Errorf("projections: commit: %w", err)
 	}
 	e.commits.Add(1)
+	e.wb.poke()
 	committed = true
 	for name, pos := range advanced {
 		e.cps[name] = pos

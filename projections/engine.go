@@ -41,6 +41,7 @@ type Engine struct {
 	w, r  *sql.DB
 	ck    *sql.DB       // the checkpointer's connection
 	walCk *checkpointer // started by New, stopped by Close
+	wb    *writeback    // started by New, stopped by Close
 	projs []projection
 	msgs  *messagesProjection
 
@@ -104,6 +105,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Hub.SetFloor(e.minCheckpoint())
 	}
 	e.walCk = startCheckpointer(ck, &e.commits, cfg.Logger)
+	e.wb = startWriteback(cfg.Path+"-wal", cfg.Logger)
 	e.startNotifier()
 	return e, nil
 }
@@ -525,6 +527,7 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 // Call it after Run returned.
 func (e *Engine) Close() error {
 	e.walCk.close()
+	e.wb.close()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
