@@ -110,9 +110,11 @@ func newConnector(dsn string, pragmas []pragma) *connector {
 func (c *connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
 func (c *connector) Driver() driver.Driver                        { return c.drv }
 
-// fileURI builds a SQLite URI for path, escaping characters such as '?' and
-// '#' that would otherwise end the file name.
-func fileURI(path string, query url.Values) (string, error) {
+// FileURI builds the SQLite URI of the file at path (made absolute) with
+// query as its parameters, escaping the characters, such as '?' and '#', that
+// would otherwise end the file name. Every SQLite file of the server is
+// opened through it.
+func FileURI(path string, query url.Values) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", err
@@ -138,7 +140,7 @@ func openWriter(path string, busy time.Duration) (*sql.DB, error) {
 
 // openOne opens a handle of one connection, kept open forever.
 func openOne(path string, q url.Values, pragmas []pragma) (*sql.DB, error) {
-	dsn, err := fileURI(path, q)
+	dsn, err := FileURI(path, q)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +178,7 @@ func openReader(path string, conns int, busy time.Duration) (*sql.DB, error) {
 	// SQLITE_OPEN_READONLY: a read can never take the write lock.
 	q.Set("mode", "ro")
 	q.Set("_mutex", "no")
-	dsn, err := fileURI(path, q)
+	dsn, err := FileURI(path, q)
 	if err != nil {
 		return nil, err
 	}

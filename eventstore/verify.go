@@ -116,7 +116,7 @@ func openImmutable(path string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Set("mode", "ro")
 	q.Set("immutable", "1")
-	dsn, err := fileURI(path, q)
+	dsn, err := FileURI(path, q)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/ledgerq/ledgerq/eventstore"
 )
 
 // schemaVersion is the read-model layout. Read models are disposable, so a
@@ -28,9 +30,9 @@ type connector struct {
 func (c connector) Connect(context.Context) (driver.Conn, error) { return c.driver.Open(c.dsn) }
 func (c connector) Driver() driver.Driver                        { return c.driver }
 
-func newConnector(path string, params url.Values, pragmas ...string) connector {
+func newConnector(dsn string, pragmas ...string) connector {
 	return connector{
-		dsn: "file:" + path + "?" + params.Encode(),
+		dsn: dsn,
 		driver: &sqlite3.SQLiteDriver{ConnectHook: func(conn *sqlite3.SQLiteConn) error {
 			for _, p := range pragmas {
 				if _, err := conn.Exec(p, nil); err != nil {
@@ -60,7 +62,11 @@ func openDBs(path string, readConns int) (w, r, ck *sql.DB, err error) {
 	// oldest unacked message, so their pages stay few. 64 MiB was no faster
 	// and the cache filled as the read model grew (480 B per message), which
 	// the bench counted as memory per ready message.
-	w = sql.OpenDB(newConnector(path, wp, "PRAGMA cache_size = -16384", "PRAGMA temp_store = MEMORY",
+	dsn, err := eventstore.FileURI(path, wp)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open read model %s: %w", path, err)
+	}
+	w = sql.OpenDB(newConnector(dsn, "PRAGMA cache_size = -16384", "PRAGMA temp_store = MEMORY",
 		"PRAGMA wal_autocheckpoint = "+strconv.Itoa(writerAutoCheckpoint)))
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -77,7 +83,11 @@ func openDBs(path string, readConns int) (w, r, ck *sql.DB, err error) {
 	// The queries are a fixed set; keep them prepared per connection (a
 	// queue's stats statement costs more to prepare than to run).
 	rp.Set("_stmt_cache_size", "64")
-	r = sql.OpenDB(newConnector(path, rp, "PRAGMA cache_size = -16384"))
+	if dsn, err = eventstore.FileURI(path, rp); err != nil {
+		w.Close()
+		return nil, nil, nil, fmt.Errorf("open read model %s for reading: %w", path, err)
+	}
+	r = sql.OpenDB(newConnector(dsn, "PRAGMA cache_size = -16384"))
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
 	if err := r.Ping(); err != nil {
@@ -91,7 +101,12 @@ func openDBs(path string, readConns int) (w, r, ck *sql.DB, err error) {
 	cp := url.Values{}
 	cp.Set("_synchronous", "NORMAL")
 	cp.Set("_busy_timeout", "5000")
-	ck = sql.OpenDB(newConnector(path, cp))
+	if dsn, err = eventstore.FileURI(path, cp); err != nil {
+		w.Close()
+		r.Close()
+		return nil, nil, nil, fmt.Errorf("open read model %s for checkpoints: %w", path, err)
+	}
+	ck = sql.OpenDB(newConnector(dsn))
 	ck.SetMaxOpenConns(1)
 	ck.SetMaxIdleConns(1)
 	ck.SetConnMaxLifetime(0)

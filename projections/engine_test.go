@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -661,5 +662,31 @@ func TestOlderLayoutIsRebuilt(t *testing.T) {
 	m, err := e.Message(context.Background(), "m1", testNow)
 	if err != nil || m.Body != "one" || len(m.History) != 3 || m.History[0].Type != "MessagePublished" {
 		t.Fatalf("m1 after the rebuild: %+v, %v", m, err)
+	}
+}
+
+// A read model whose path holds characters that end a file name in a SQLite
+// URI ('#', '?') is opened at that very path, not at the part before them.
+func TestReadModelPathWithURICharacters(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a#b?c", "read.db")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, Config{Source: newMemLog(), Path: path})
+	if err := e.ApplyPack(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the read model is not at %s: %v", path, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range entries {
+		if de.Name() != "a#b?c" {
+			t.Errorf("%s: a file beside the read model's directory, opened at a cut path", de.Name())
+		}
 	}
 }

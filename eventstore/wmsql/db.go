@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/ledgerq/ledgerq/eventstore"
 )
 
 // DefaultOffsetsSchema is the name the offsets file is attached under.
@@ -139,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		q.Set("_journal_mode", "WAL")
 		q.Set("_synchronous", "NORMAL")
 	}
-	dsn, err := fileURI(cfg.Path, q)
+	dsn, err := eventstore.FileURI(cfg.Path, q)
 	if err != nil {
 		return nil, fmt.Errorf("wmsql: %w", err)
 	}
@@ -239,17 +241,6 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 func (c *connector) Driver() driver.Driver { return c.drv }
-
-// fileURI builds a SQLite URI for path; escaping keeps '?' or '#' in a file
-// name from ending it.
-func fileURI(path string, query url.Values) (string, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	u := url.URL{Scheme: "file", Path: abs, RawQuery: query.Encode()}
-	return u.String(), nil
-}
 
 // IsBusy reports whether err is SQLite's "database is locked" (SQLITE_BUSY)
 // or "database table is locked" (SQLITE_LOCKED): a transient conflict worth
