@@ -23,12 +23,13 @@ type Store struct {
 	log  logrus.FieldLogger
 	lock *fileLock
 
-	wdb         *sql.DB   // the writer connection: the writer goroutine, and CheckpointWAL's last step between its commits
-	ckdb        *sql.DB   // CheckpointWAL's connection for the bulk of the copy
-	rdb         *sql.DB   // read-only pool
-	insert      *sql.Stmt // one row, prepared on wdb
-	insertMulti *sql.Stmt // multiRows rows, prepared on wdb
-	payloads    *sql.Stmt // ReadPayloads of up to payloadArgs positions, prepared on rdb
+	wdb         *sql.DB      // the writer connection: the writer goroutine, and CheckpointWAL's last step between its commits
+	ckdb        *sql.DB      // CheckpointWAL's connection for the bulk of the copy
+	rdb         *sql.DB      // read-only pool
+	insert      *sql.Stmt    // one row, prepared on wdb
+	insertMulti *sql.Stmt    // multiRows rows, prepared on wdb
+	payloads    *sql.Stmt    // ReadPayloads of up to payloadArgs positions, prepared on rdb
+	walFrames   atomic.Int64 // the WAL's frames at the last CheckpointWAL, to see how fast it grows
 
 	// Committed state, changed only by the writer goroutine, under mu, after
 	// a COMMIT succeeded. The writer reads it without the lock.
