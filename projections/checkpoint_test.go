@@ -1,14 +1,11 @@
 package projections
 
 import (
-	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/ledgerq/ledgerq/domain"
 )
 
 // The checkpointer copies what the projections commit from the WAL into the
@@ -16,16 +13,9 @@ import (
 // every row, although the WAL stayed far below the size at which the writer
 // would have checkpointed inside a commit.
 func TestCheckpointerCopiesTheWALBesideTheWriter(t *testing.T) {
-	log := newMemLog()
-	benchWorkload(2000, func(ev domain.Event) { log.add(t, ev) })
-	events := log.all()
+	log, events := workloadLog(t, 2000)
 	e := newEngine(t, Config{Source: log, Now: time.Now})
-	ctx := context.Background()
-	for i := 0; i < len(events); i += 32 {
-		if err := e.ApplyPack(ctx, events[i:min(i+32, len(events))]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	applyInPacks(t, e, events, 32)
 	// The checkpointer runs every checkpointEvery once commits happened
 	// since its last run; a run under way during the last commits copies
 	// only what was committed before it looked. So wait, up to 10 s, for

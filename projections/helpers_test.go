@@ -458,3 +458,23 @@ func applied(e *Engine) int64 {
 	e.flushNotices()
 	return e.AppliedPosition()
 }
+
+// workloadLog is a log of the benchmarks' workload for the given number of
+// messages (publishes, leases, acks over several queues), with its events.
+func workloadLog(t testing.TB, messages int) (*memLog, []eventstore.Event) {
+	t.Helper()
+	log := newMemLog()
+	benchWorkload(messages, func(ev domain.Event) { log.add(t, ev) })
+	return log, log.all()
+}
+
+// applyInPacks applies events as the bus would deliver them, size at a time.
+func applyInPacks(t testing.TB, e *Engine, events []eventstore.Event, size int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < len(events); i += size {
+		if err := e.ApplyPack(ctx, events[i:min(i+size, len(events))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

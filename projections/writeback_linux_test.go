@@ -1,15 +1,12 @@
 package projections
 
 import (
-	"context"
 	"errors"
 	"os"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/ledgerq/ledgerq/domain"
 )
 
 // What the projections commit reaches the disk without waiting for a
@@ -18,19 +15,11 @@ import (
 // are clean within seconds. cachestat(2) (Linux 6.5) counts a file's dirty
 // pages.
 func TestWritebackCleansTheWALWithoutACheckpoint(t *testing.T) {
-	log := newMemLog()
-	benchWorkload(2000, func(ev domain.Event) { log.add(t, ev) })
-	events := log.all()
+	log, events := workloadLog(t, 2000)
 	e := newEngine(t, Config{Source: log, Now: time.Now})
 	e.walCk.close() // only the writeback may write the WAL back now
 	checkpoints := e.walCk.runs.Load()
-
-	ctx := context.Background()
-	for i := 0; i < len(events); i += 32 {
-		if err := e.ApplyPack(ctx, events[i:min(i+32, len(events))]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	applyInPacks(t, e, events, 32)
 	wal, err := os.Open(e.cfg.Path + "-wal")
 	if err != nil {
 		t.Fatal(err)
