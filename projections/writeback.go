@@ -20,9 +20,9 @@ import (
 // closed-loop publish, where the read model writes as many bytes as the
 // log. The log's own commits, each waiting for an fdatasync of its WAL,
 // queue behind that burst, and the appenders feel it as latency. Started
-// after every commit (sync_file_range with SYNC_FILE_RANGE_WRITE, which
-// only starts the writes and promises nothing), the same bytes reach the
-// disk a commit at a time, between the log's syncs.
+// after every commit (sync_file_range, which starts the writes and promises
+// nothing; see startWritingBack), the same bytes reach the disk a commit at
+// a time, between the log's syncs.
 //
 // Measured on a 2-core AMD EPYC host (kernel build v657; `ledgerq bench
 // --scenarios publish`, 64 connections, fresh servers, 3 alternating rounds
