@@ -27,15 +27,12 @@ type WALCheckpoint struct {
 // writer's connection, between two group commits, copies what was committed
 // meanwhile (a few frames, and two syncs): SQLite starts the WAL over only
 // at a commit that finds every frame copied, which a checkpoint racing the
-// commits never leaves behind. That step runs only once the WAL would pass
-// walRestartFrames before the next call, at the pace it grew since the last
-// one: then the WAL passes that size only when one interval alone writes
-// more. (Waiting until it had passed, the WAL of a relay behind, called
-// every 100 ms or after its next pack, grew to 31-48 MiB before it started
-// over, with appenders writing 130-150 MB of WAL a second.) Done wholly on the writer's connection after every
-// 1,024 events, and by SQLite inside a commit every 1,000 frames, the
-// checkpoints held the next group commit for their copies and syncs about
-// twice per 1,000 events.
+// commits never leaves behind. That step runs once the WAL has passed
+// walRestartFrames, or earlier when it would pass walMaxFrames by the next
+// call at the pace it grew since the last one. Done wholly on the writer's
+// connection after every 1,024 events, and by SQLite inside a commit every
+// 1,000 frames, the checkpoints held the next group commit for their copies
+// and syncs about twice per 1,000 events.
 //
 // SQLite checkpoints by itself every ~4 MiB of WAL, but only as far as the
 // oldest open read snapshot, and it starts the WAL over only once every
@@ -54,7 +51,7 @@ func (s *Store) CheckpointWAL(ctx context.Context) (WALCheckpoint, error) {
 	if grew < 0 { // it started over since: all of it is new
 		grew = c.Frames
 	}
-	if c.Frames+grew < walRestartFrames {
+	if c.Frames < walRestartFrames && c.Frames+grew <= walMaxFrames {
 		return c, nil
 	}
 	// The next commit starts the WAL over, so all of what the next call
@@ -63,13 +60,25 @@ func (s *Store) CheckpointWAL(ctx context.Context) (WALCheckpoint, error) {
 	return s.checkpointOn(ctx, s.wdb)
 }
 
-// walRestartFrames is the size of the WAL (16 MiB of 4 KiB frames) that
-// CheckpointWAL keeps it under, ending with the writer's step, so that the
-// next commit starts the WAL over, when it would pass it by the next call. Below it only the bulk step runs, which does not
+// walRestartFrames is the size of the WAL (16 MiB of 4 KiB frames) past
+// which CheckpointWAL ends with the writer's step, so that the next commit
+// starts the WAL over. Below it only the bulk step runs, which does not
 // hold the writer: each writer step costs the group commit it delays two
-// syncs (3-13 ms on the v657 host). The writer's own automatic checkpoint
-// (writerPragmas) is the backstop when nobody calls CheckpointWAL.
+// syncs (3-13 ms on the v657 host, ~3 ms with the read model's writeback).
+// The writer's own automatic checkpoint (writerPragmas) is the backstop
+// when nobody calls CheckpointWAL.
 const walRestartFrames = 4096
+
+// walMaxFrames (24 MiB) is the size the WAL is kept under when it grows
+// fast: CheckpointWAL takes the writer's step before walRestartFrames if
+// the WAL would pass walMaxFrames by the next call at the pace it grew since
+// the last one. A relay behind calls every 100 ms or after its next pack;
+// with appenders writing 130-150 MB of WAL a second (AMD EPYC host), the WAL
+// reached 31-48 MiB before it started over when only walRestartFrames
+// counted. Predicting against walRestartFrames itself kept it at 17 MiB but
+// took the writer's step at every call of a relay keeping up (~2,300 frames
+// apart in the closed-loop publish), twice as often.
+const walMaxFrames = 6144
 
 func (s *Store) checkpointOn(ctx context.Context, db *sql.DB) (WALCheckpoint, error) {
 	if s.closed.Load() {
