@@ -78,8 +78,10 @@ func (s *Store) Submit(req AppendRequest) *Pending {
 // *ConflictError (errors.Is ErrConcurrency) when a stream was not at its
 // expected version; ErrInvalid for a malformed request; ErrUnavailable when
 // the disk refused the write; ErrClosed after Close. In all these cases
-// nothing of req was written. An error from ctx means the outcome is
-// unknown.
+// nothing of req was written, with one exception: when the fdatasync of the
+// WAL failed (ErrUnavailable, and the store refuses every later append until
+// it is reopened), the outcome is unknown, as after a crash. An error from
+// ctx means the outcome is unknown too.
 func (s *Store) Append(ctx context.Context, req AppendRequest) (AppendResult, error) {
 	return s.Submit(req).Wait(ctx)
 }

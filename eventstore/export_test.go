@@ -16,3 +16,13 @@ func QueryWriterInt(s *Store, q string) (int64, error) {
 	err := s.wdb.QueryRow(q).Scan(&n)
 	return n, err
 }
+
+// SetSyncHook makes fn run before each fdatasync of the WAL; an error from
+// it counts as a failed fdatasync. nil removes it.
+func SetSyncHook(s *Store, fn func() error) {
+	if fn == nil {
+		s.syncHook.Store(nil)
+		return
+	}
+	s.syncHook.Store(&fn)
+}

@@ -50,7 +50,8 @@ type Options struct {
 	// DefaultMaxBatch.
 	MaxBatch int
 	// CommitDelay is the longest the writer waits, before committing fewer
-	// than 8 requests, for more to arrive: one fsync then serves them all.
+	// than 24 requests (pacerTarget), for more to arrive: one commit then
+	// serves them all.
 	// It waits only while recent waits gained requests (a steady stream of
 	// appends); a lone sequential appender, which nothing can join, gets
 	// one trial wait in 64 commits. Default DefaultCommitDelay; negative:
@@ -73,8 +74,9 @@ type Options struct {
 	Now func() time.Time
 	// ObserveCommit, if set, is told of every group commit that made
 	// appends durable: how many requests and events it held and how long
-	// it took, from the start of its transaction to the end of its COMMIT
-	// (the fsync included). It runs on the writer and must not block.
+	// it took, from the start of its transaction to the end of the
+	// fdatasync that made it durable. It runs on the syncer, before the
+	// answers, and must not block.
 	ObserveCommit func(requests, events int, took time.Duration)
 }
 

@@ -166,9 +166,11 @@ func (s *Store) scan(ctx context.Context, f Filter, upcast bool, fn func(Event) 
 	if s.closed.Load() {
 		return fmt.Errorf("eventstore: scan: %w", errClosed)
 	}
-	lo, hi := f.After, f.Until
-	if hi == 0 {
-		hi = s.Head()
+	// Never past the durable head: the file may hold commits beyond it
+	// whose fdatasync has not returned (syncer.go).
+	lo, hi := f.After, s.Head()
+	if f.Until != 0 {
+		hi = min(hi, f.Until)
 	}
 	if !f.Since.IsZero() {
 		// Events at or after Since come after the last one recorded before it.
@@ -415,9 +417,11 @@ func (s *Store) positionAtMS(ctx context.Context, ms int64) (int64, error) {
 		return 0, fmt.Errorf("eventstore: position at: %w", errClosed)
 	}
 	var pos int64
+	// Up to the durable head: recorded_at never decreases with position, so
+	// the last durable event at or before ms is the answer's prefix.
 	err := s.rdb.QueryRowContext(ctx,
-		`SELECT COALESCE((SELECT position FROM events WHERE recorded_at <= ? ORDER BY recorded_at DESC, position DESC LIMIT 1), 0)`,
-		ms).Scan(&pos)
+		`SELECT COALESCE((SELECT position FROM events WHERE recorded_at <= ? AND position <= ? ORDER BY recorded_at DESC, position DESC LIMIT 1), 0)`,
+		ms, s.Head()).Scan(&pos)
 	if err != nil {
 		return 0, s.readErr(ctx, "position at", err)
 	}

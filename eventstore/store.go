@@ -31,13 +31,31 @@ type Store struct {
 	payloads    *sql.Stmt    // ReadPayloads of up to payloadArgs positions, prepared on rdb
 	walFrames   atomic.Int64 // the WAL's frames at the last CheckpointWAL, to see how fast it grows
 
-	// Committed state, changed only by the writer goroutine, under mu, after
-	// a COMMIT succeeded. The writer reads it without the lock.
+	// The durable state: changed by the syncer, under mu, once the WAL's
+	// fdatasync covered a batch (and by loadHeads). Everything outside the
+	// store goes by it.
 	mu       sync.RWMutex
 	head     int64
 	headHash string
 	headMS   int64
 	streams  map[string]int64
+	// Batches committed and not yet durable, oldest first: the writer
+	// appends, the syncer removes. Under mu; synced is signalled at each
+	// removal.
+	inflight []*committed
+	synced   *sync.Cond
+	syncErr  error // a failed fdatasync: every later append fails with it
+
+	// The head as the writer builds on it (durable or not); the writer's
+	// alone.
+	wpos  int64
+	whash string
+	wms   int64
+
+	wal        *walFile                     // the WAL, fdatasync'd by the syncer
+	syncHook   atomic.Pointer[func() error] // tests: runs before each fdatasync
+	syncWake   chan struct{}                // cap 1: "a batch was handed over"
+	syncerDone chan struct{}
 
 	// The append queue. Submit never waits for I/O: it appends here.
 	qmu        sync.Mutex
@@ -55,7 +73,7 @@ type Store struct {
 	closeErr  error
 
 	stats struct {
-		commits, requests, events, conflicts, failedCommits, waits atomic.Int64
+		commits, requests, events, conflicts, failedCommits, waits, syncs atomic.Int64
 		// lastFailure is the unix nanoseconds of the latest failed batch
 		// while the latest attempt failed, 0 once a batch commits again.
 		lastFailure atomic.Int64
@@ -89,13 +107,17 @@ func Open(path string, opts Options) (*Store, error) {
 		wake:       make(chan struct{}, 1),
 		pacer:      newCommitPacer(opts.CommitDelay),
 		writerDone: make(chan struct{}),
+		syncWake:   make(chan struct{}, 1),
+		syncerDone: make(chan struct{}),
 		watchers:   make(map[chan struct{}]struct{}),
 	}
+	s.synced = sync.NewCond(&s.mu)
 	if err := s.open(); err != nil {
 		s.closeHandles()
 		return nil, fmt.Errorf("eventstore: open %s: %w", path, err)
 	}
 	go s.runWriter()
+	go s.runSyncer()
 	return s, nil
 }
 
@@ -131,6 +153,11 @@ func (s *Store) open() error {
 	}
 	if err := s.loadHeads(ctx); err != nil {
 		return unavailable("load heads", err)
+	}
+	// The schema's transaction made the WAL exist, and the connections
+	// kept open until Close keep it.
+	if s.wal, err = openWALFile(s.path + "-wal"); err != nil {
+		return unavailable("open the WAL", err)
 	}
 	return nil
 }
@@ -169,6 +196,7 @@ func (s *Store) loadHeads(ctx context.Context) error {
 	s.mu.Lock()
 	s.head, s.headHash, s.headMS, s.streams = head, headHash, headMS, streams
 	s.mu.Unlock()
+	s.wpos, s.whash, s.wms = head, headHash, headMS
 	return nil
 }
 
@@ -182,6 +210,7 @@ func (s *Store) Close() error {
 		s.qmu.Unlock()
 		s.signalWriter()
 		<-s.writerDone
+		<-s.syncerDone
 		s.closed.Store(true)
 		if err := s.closeHandles(); err != nil {
 			s.closeErr = fmt.Errorf("eventstore: close: %w", err)
@@ -206,6 +235,7 @@ func (s *Store) closeHandles() error {
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
 	}
+	errs = append(errs, s.wal.close())
 	if s.lock != nil {
 		errs = append(errs, s.lock.release())
 	}
@@ -271,8 +301,11 @@ type Stats struct {
 	Head int64
 	// Streams is the number of streams with at least one event.
 	Streams int
-	// Commits counts transactions committed: one WAL fsync each.
+	// Commits counts transactions committed and made durable.
 	Commits int64
+	// Syncs counts the WAL's fdatasyncs: one makes durable every commit
+	// made while the one before it ran.
+	Syncs int64
 	// Requests and Events count committed append requests and their events.
 	Requests, Events int64
 	// Conflicts counts requests refused with a ConflictError.
@@ -288,17 +321,21 @@ type Stats struct {
 	// commit has succeeded after it (zero otherwise): the disk is full,
 	// read-only or failing right now, as far as the store knows.
 	FailingSince time.Time
+	// SyncFailed: an fdatasync of the WAL failed, and the store refuses
+	// every append until it is reopened (see syncer.go).
+	SyncFailed bool
 }
 
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
-	st := Stats{Head: s.head, Streams: len(s.streams)}
+	st := Stats{Head: s.head, Streams: len(s.streams), SyncFailed: s.syncErr != nil}
 	s.mu.RUnlock()
 	s.qmu.Lock()
 	st.Queued = len(s.queue)
 	s.qmu.Unlock()
 	st.Commits = s.stats.commits.Load()
+	st.Syncs = s.stats.syncs.Load()
 	st.Requests = s.stats.requests.Load()
 	st.Events = s.stats.events.Load()
 	st.Conflicts = s.stats.conflicts.Load()

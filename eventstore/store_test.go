@@ -203,7 +203,7 @@ func TestStats(t *testing.T) {
 		t.Fatalf("want a conflict, got %v", err)
 	}
 	st := s.Stats()
-	want := eventstore.Stats{Head: 3, Streams: 2, Commits: 2, Requests: 2, Events: 3, Conflicts: 1}
+	want := eventstore.Stats{Head: 3, Streams: 2, Commits: 2, Syncs: 2, Requests: 2, Events: 3, Conflicts: 1}
 	if st != want {
 		t.Errorf("Stats = %+v, want %+v", st, want)
 	}

@@ -9,14 +9,16 @@ import (
 
 // The writer goroutine: group commit.
 //
-// Durability costs one fsync per transaction (synchronous=FULL), and an
-// fsync costs as much as dozens of inserts, so the writer applies
-// every request that queued up while the previous commit was syncing in one
-// transaction: BEGIN IMMEDIATE, then per request a check of its expected
-// versions against the in-memory stream heads and its INSERTs, then one
-// COMMIT, then the answers. Under light load a batch holds one request and
-// costs exactly what a plain transaction would; under a steady stream of
-// requests a small batch may wait up to CommitDelay for more (pacer.go).
+// Durability costs one fsync per transaction, and an fsync costs as much as
+// dozens of inserts, so the writer applies every request that queued up
+// while the previous commit ran in one transaction: BEGIN IMMEDIATE, then
+// per request a check of its expected versions against the in-memory stream
+// heads and its INSERTs, then one COMMIT. The COMMIT does not sync: the
+// batch goes to the syncer (syncer.go), which fdatasyncs the WAL and
+// answers, while the writer goes on with the next batch. Under light load a
+// batch holds one request and costs what a plain transaction would; under a
+// steady stream of requests a small batch may wait up to CommitDelay for
+// more (pacer.go).
 //
 // A request that fails (a version conflict) must not take the batch down
 // with it, so its inserts run inside a SAVEPOINT that is rolled back on
@@ -114,7 +116,20 @@ func (b *batchState) version(stream string) int64 {
 	if v, ok := b.versions[stream]; ok {
 		return v
 	}
-	return b.s.streams[stream] // only the writer goroutine writes this map
+	return b.s.writerVersion(stream)
+}
+
+// writerVersion is a stream's version as the writer builds on it: the
+// batches committed and not yet durable first, then the durable heads.
+func (s *Store) writerVersion(stream string) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i := len(s.inflight) - 1; i >= 0; i-- {
+		if v, ok := s.inflight[i].versions[stream]; ok {
+			return v
+		}
+	}
+	return s.streams[stream]
 }
 
 // batchError is a failure of the whole transaction.
@@ -129,6 +144,12 @@ func (e *batchError) Unwrap() error { return e.err }
 
 func (s *Store) commitBatch(batch []*Pending) {
 	ctx := context.Background() // a batch serves many callers; none may cancel it
+	if err := s.syncFailure(); err != nil {
+		for _, p := range batch {
+			p.finish(AppendResult{}, err)
+		}
+		return
+	}
 	start := time.Now()
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
@@ -137,9 +158,9 @@ func (s *Store) commitBatch(batch []*Pending) {
 	}
 	b := batchState{
 		s:        s,
-		pos:      s.head,
-		hash:     s.headHash,
-		lastMS:   s.headMS,
+		pos:      s.wpos,
+		hash:     s.whash,
+		lastMS:   s.wms,
 		versions: make(map[string]int64),
 		hasher:   newChainHasher(),
 	}
@@ -165,36 +186,17 @@ func (s *Store) commitBatch(batch []*Pending) {
 		return
 	}
 
-	s.mu.Lock()
-	s.head, s.headHash, s.headMS = b.pos, b.hash, b.lastMS
-	for id, v := range b.versions {
-		s.streams[id] = v
-	}
-	s.mu.Unlock()
-
 	var events int64
 	for _, p := range batch {
 		if p.err == nil {
 			events += int64(len(p.res.Events))
-		} else {
-			s.stats.conflicts.Add(1)
 		}
 	}
-	if applied > 0 {
-		s.stats.lastFailure.Store(0)
-		s.stats.commits.Add(1)
-		s.stats.requests.Add(int64(applied))
-		s.stats.events.Add(events)
-		if s.opts.ObserveCommit != nil {
-			s.opts.ObserveCommit(applied, int(events), time.Since(start))
-		}
-		// Watchers hear of the commit before any appender returns, so a
-		// caller that appended and then checks its watch channel sees it.
-		s.notifyWatchers()
-	}
-	for _, p := range batch {
-		p.finish(p.res, p.err)
-	}
+	s.wpos, s.whash, s.wms = b.pos, b.hash, b.lastMS
+	s.handOver(&committed{
+		batch: batch, pos: b.pos, hash: b.hash, ms: b.lastMS, versions: b.versions,
+		applied: applied, events: events, start: start,
+	})
 }
 
 // failBatch answers every request of a failed transaction with the same
@@ -205,6 +207,7 @@ func (s *Store) failBatch(batch []*Pending, be *batchError) {
 	s.stats.lastFailure.Store(s.opts.Now().UnixNano())
 	s.log.WithError(be.err).WithField("requests", len(batch)).Error("eventstore: group commit failed")
 	if be.resync {
+		s.waitSynced() // loadHeads replaces the durable heads
 		if err := s.loadHeads(context.Background()); err != nil {
 			s.log.WithError(err).Error("eventstore: reloading stream heads failed")
 		}

@@ -92,7 +92,7 @@ func parseServe(args []string, env envFunc, stderr io.Writer) (serveConfig, erro
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); keep it private")
 	fs.Int64Var(&c.maxLag, "max-projection-lag", 100000, "events the read side may lag behind the log before /readyz answers 503")
 	fs.Int64Var(&c.snapshotEvery, "snapshot-every", 250000, "write a command-state snapshot (DATA/"+snapshotFile+") every N events, so that a start-up replays only the log after it; 0: only at a clean shutdown")
-	fs.DurationVar(&c.commitDelay, "commit-delay", eventstore.DefaultCommitDelay, "the longest a group commit of fewer than 8 appends waits for more, while such waits gather appends (a steady stream then shares fsyncs); 0: never wait")
+	fs.DurationVar(&c.commitDelay, "commit-delay", eventstore.DefaultCommitDelay, "the longest a group commit of fewer than 24 appends waits for more, while such waits gather appends (a steady stream then shares fsyncs); 0: never wait")
 	if err := parseFlags(fs, args, env); err != nil {
 		return c, err
 	}
@@ -439,9 +439,12 @@ func (n *node) ready(maxLag int64) func(context.Context) transport.ReadyReport {
 		if n.store != nil {
 			c := transport.Check{Name: "event_store", OK: true}
 			now := time.Now()
+			st := n.store.Stats()
 			if _, err := n.store.PositionAt(ctx, now); err != nil {
 				c.OK, c.Detail = false, "event store unreadable"
-			} else if since := n.store.Stats().FailingSince; !since.IsZero() && now.Sub(since) < failingWindow {
+			} else if st.SyncFailed {
+				c.OK, c.Detail = false, "an fdatasync of the log failed: appends are refused until the server restarts"
+			} else if since := st.FailingSince; !since.IsZero() && now.Sub(since) < failingWindow {
 				c.OK, c.Detail = false, "the last commit failed (disk full or read-only?)"
 			}
 			r.Checks = append(r.Checks, c)
@@ -473,7 +476,7 @@ func boolStr(redis bool) string {
 func (n *node) updateMetrics(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	var events, commits, waits int64
+	var events, commits, syncs, waits int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -495,7 +498,10 @@ func (n *node) updateMetrics(ctx context.Context) {
 			if dw > 0 {
 				n.metrics.AppendCommitWaits.Add(float64(dw))
 			}
-			events, commits, waits = st.Events, st.Commits, st.CommitWaits
+			if ds := st.Syncs - syncs; ds > 0 {
+				n.metrics.AppendSyncs.Add(float64(ds))
+			}
+			events, commits, syncs, waits = st.Events, st.Commits, st.Syncs, st.CommitWaits
 		}
 		if n.relay != nil {
 			n.metrics.RelayLag.Set(float64(n.relay.Lag()))

@@ -160,7 +160,7 @@ func BenchmarkPackFromSQL(b *testing.B) {
 	for b.Loop() {
 		after := int64(i%packs) * benchPackEvents
 		i++
-		rows, err := stmt.Query(after)
+		rows, err := stmt.Query(append([]any{after}, q.Args...)...)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -81,7 +81,7 @@ func TestQueryPacks(t *testing.T) {
 			if len(got) > len(want) {
 				t.Fatalf("%d events relayed of %d", len(got), len(want))
 			}
-			rows, err := db.Query(q.Query, after)
+			rows, err := db.Query(q.Query, append([]any{after}, q.Args...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -231,4 +231,44 @@ func FuzzParseMetadata(f *testing.F) {
 			t.Fatalf("%q: fast path reads %+v, encoding/json %+v", b, got, md)
 		}
 	})
+}
+
+// The relay reads no further than the store's durable head: the WAL may
+// hold commits beyond it whose fdatasync has not returned.
+func TestQueryPacksStopsAtTheDurableHead(t *testing.T) {
+	s := benchStore(t, 1) // 32 events
+	db, err := sql.Open("sqlite3", "file:"+s.Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	head := int64(20)
+	schema := eventsSchema{maxEvents: 256, maxBytes: DefaultMaxPackBytes, head: func() int64 { return head }}
+	pack := func(after int64) (last int64, ok bool) {
+		t.Helper()
+		q := schema.SelectQuery(eventsTopic, "test", argOffset{})
+		rows, err := db.Query(q.Query, append([]any{after}, q.Args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		if !rows.Next() {
+			return 0, false
+		}
+		row, err := schema.UnmarshalMessage(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row.Offset, true
+	}
+	if last, ok := pack(0); !ok || last != 20 {
+		t.Fatalf("pack after 0 with head 20 ends at %d (%v), want 20", last, ok)
+	}
+	if _, ok := pack(20); ok {
+		t.Fatal("a pack after the head")
+	}
+	head = 32
+	if last, ok := pack(20); !ok || last != 32 {
+		t.Fatalf("pack after 20 with head 32 ends at %d (%v), want 32", last, ok)
+	}
 }

@@ -21,7 +21,7 @@ import (
 type Store interface {
 	// Path is the SQLite file of the log; the relay reads it read-only.
 	Path() string
-	// Head is the last committed position.
+	// Head is the last durable position; the relay reads no further.
 	Head() int64
 	// Watch is signalled after every commit.
 	Watch() (<-chan struct{}, func())
@@ -222,7 +222,7 @@ func New(store Store, bus *Bus, cfg Config) (*Relay, error) {
 		cfg:     cfg,
 		db:      db,
 		offsets: wmsql.OffsetsAdapter{Schema: db.OffsetsSchema()},
-		schema:  eventsSchema{maxEvents: cfg.MaxPackEvents, maxBytes: cfg.MaxPackBytes},
+		schema:  eventsSchema{maxEvents: cfg.MaxPackEvents, maxBytes: cfg.MaxPackBytes, head: store.Head},
 		logger:  cfg.Logger.With(watermill.LogFields{"component": "relay"}),
 	}
 	for _, q := range r.offsets.SchemaInitializingQueries(eventsTopic) {

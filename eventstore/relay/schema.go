@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
@@ -29,6 +31,10 @@ var _ wsql.SchemaAdapter = eventsSchema{}
 type eventsSchema struct {
 	maxEvents int
 	maxBytes  int
+	// head is the store's durable head: the relay reads no further, as
+	// the WAL may hold commits beyond it that are not yet fsync'd (see
+	// eventstore's syncer.go). Nil: no bound (tests of the query alone).
+	head func() int64
 }
 
 // SchemaInitializingQueries is empty: the event store owns its schema.
@@ -60,7 +66,7 @@ func (s eventsSchema) SelectQuery(topic, consumerGroup string, offsets wsql.Offs
 	q := `WITH after AS (SELECT (` + next.Query + `) AS position),
 batch AS (
 	SELECT position, octet_length(data) + octet_length(metadata) + 200 AS size
-	FROM events WHERE position > (SELECT position FROM after) ORDER BY position LIMIT ` + strconv.Itoa(s.maxEvents) + `
+	FROM events WHERE position > (SELECT position FROM after) AND position <= ? ORDER BY position LIMIT ` + strconv.Itoa(s.maxEvents) + `
 ), cut AS (
 	SELECT max(position) AS last FROM (
 		SELECT position, sum(size) OVER (ORDER BY position ROWS UNBOUNDED PRECEDING) - size AS before FROM batch)
@@ -75,7 +81,12 @@ SELECT min(position), max(position), count(*), CAST(group_concat(record, '') AS 
 	WHERE position > (SELECT position FROM after) AND position <= (SELECT last FROM cut)
 	ORDER BY position)
 HAVING count(*) > 0`
-	return wsql.Query{Query: q, Args: next.Args}
+	head := int64(math.MaxInt64)
+	if s.head != nil {
+		head = s.head()
+	}
+	// The after CTE's placeholders come first in the text, then the head's.
+	return wsql.Query{Query: q, Args: append(slices.Clip(next.Args), head)}
 }
 
 // UnmarshalMessage turns the pack row into a pack message whose offset is

@@ -67,8 +67,9 @@ func (c *SQLiteConfig) setDefaults() {
 }
 
 // OpenEventsDB creates a fresh events database at path the way a durable
-// event store runs it: WAL, synchronous=FULL, BEGIN IMMEDIATE, one writer
-// connection.
+// event store runs it, by the simplest means: WAL, synchronous=FULL (the
+// fsync inside each COMMIT; ledgerq's store syncs the WAL itself after the
+// COMMIT, the same work), BEGIN IMMEDIATE, one writer connection.
 func OpenEventsDB(path string) (*sql.DB, error) {
 	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_busy_timeout=5000")
 	if err != nil {
