@@ -1,13 +1,10 @@
 package eventstore
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The syncer goroutine: the durability half of a group commit.
@@ -59,12 +56,13 @@ type committed struct {
 
 // walFile is the WAL of the log, opened to be fdatasync'd. SQLite keeps the
 // file (same inode) while any connection is open, and the store keeps
-// connections open until Close; the inode is still checked at every sync,
-// so a WAL deleted and made anew by someone else is never mistaken for ours.
+// connections open until Close; the file is still compared with the path at
+// every sync, so a WAL deleted and made anew by someone else is never
+// mistaken for ours.
 type walFile struct {
 	path string
 	f    *os.File
-	ino  uint64
+	fi   os.FileInfo
 }
 
 func openWALFile(path string) (*walFile, error) {
@@ -80,35 +78,30 @@ func (w *walFile) reopen() error {
 	if err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		f.Close()
 		return err
 	}
 	if w.f != nil {
 		w.f.Close()
 	}
-	w.f, w.ino = f, st.Ino
+	w.f, w.fi = f, fi
 	return nil
 }
 
 // sync makes every frame written to the WAL so far durable.
 func (w *walFile) sync() error {
-	var st unix.Stat_t
-	if err := unix.Stat(w.path, &st); err != nil {
-		return fmt.Errorf("stat %s: %w", w.path, err)
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return err
 	}
-	if st.Ino != w.ino {
+	if !os.SameFile(fi, w.fi) {
 		if err := w.reopen(); err != nil {
 			return err
 		}
 	}
-	for {
-		err := unix.Fdatasync(int(w.f.Fd()))
-		if !errors.Is(err, unix.EINTR) {
-			return err
-		}
-	}
+	return datasync(w.f)
 }
 
 func (w *walFile) close() error {
