@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/ledgerq/ledgerq/domain"
+	"github.com/ledgerq/ledgerq/eventstore"
 )
 
 // ErrNoEventsDB means no SQLite file under the directory has an events table.
@@ -78,7 +80,11 @@ func hasEventsTable(path string) (bool, error) {
 }
 
 func openReadOnly(path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	dsn, err := eventstore.FileURI(path, url.Values{"mode": {"ro"}, "_busy_timeout": {"5000"}})
+	if err != nil {
+		return nil, fmt.Errorf("limits: open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("limits: open %s: %w", path, err)
 	}

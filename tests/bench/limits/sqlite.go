@@ -6,12 +6,15 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/oklog/ulid/v2"
+
+	"github.com/ledgerq/ledgerq/eventstore"
 
 	// The driver ledgerq's event store uses, so the limit runs the same
 	// SQLite build.
@@ -71,7 +74,12 @@ func (c *SQLiteConfig) setDefaults() {
 // fsync inside each COMMIT; ledgerq's store syncs the WAL itself after the
 // COMMIT, the same work), BEGIN IMMEDIATE, one writer connection.
 func OpenEventsDB(path string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL&_synchronous=FULL&_txlock=immediate&_busy_timeout=5000")
+	dsn, err := eventstore.FileURI(path, url.Values{"_journal_mode": {"WAL"}, "_synchronous": {"FULL"},
+		"_txlock": {"immediate"}, "_busy_timeout": {"5000"}})
+	if err != nil {
+		return nil, fmt.Errorf("limits: open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("limits: open %s: %w", path, err)
 	}

@@ -97,6 +97,33 @@ func TestScanDecodeRefusesUnknownType(t *testing.T) {
 	}
 }
 
+// A --work-dir may hold characters that end a file name in a SQLite URI.
+func TestLimitsOpenTheFileTheyAreGiven(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "runs?at=10#00 %41")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "events.db")
+	db, err := OpenEventsDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := insertRows(context.Background(), db, SQLiteConfig{Streams: 2, Batch: 5, MaxRows: 20, Duration: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("the log is not at %q: %v", path, err)
+	}
+	scan, err := ScanDecode(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scan.Ops != 20 {
+		t.Fatalf("ScanDecode read %d rows, want 20", scan.Ops)
+	}
+}
+
 func TestFindEventsDBWithoutOne(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "notes.db"), []byte("not sqlite"), 0o600); err != nil {
