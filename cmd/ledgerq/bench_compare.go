@@ -532,6 +532,40 @@ func serverHistNote(run benchRun) string {
 		int(run.Extra["server_commits"]), msText(run.Extra["server_commit_p99_ms"]))
 }
 
+// readSideCPUNote says what the read-side phase cost the machine: CPU per
+// background publish (the server's over Redis, and over the in-process bus
+// in the fixed-rate runs at the same rate when there are some) and the
+// idle share. "" when nothing was measured.
+func readSideCPUNote(run benchRun, runs []benchRun) string {
+	var parts []string
+	if v, ok := run.Extra[extraSSEServerCPU]; ok {
+		part := "the server " + usText(v)
+		var fixed []float64
+		for _, r := range runs {
+			if r.Phase == "fixed-rate" && r.Target == "ledgerq" {
+				if f, ok := r.Extra[extraServerCPU]; ok {
+					fixed = append(fixed, f)
+				}
+			}
+		}
+		if len(fixed) > 0 {
+			part += " (" + usText(mean(fixed)) + " over the in-process bus in the fixed-rate runs)"
+		}
+		parts = append(parts, part)
+	}
+	if v, ok := run.Extra[extraSSEBenchCPU]; ok {
+		parts = append(parts, "the bench "+usText(v))
+	}
+	s := ""
+	if len(parts) > 0 {
+		s = " CPU per background publish: " + strings.Join(parts, ", ") + "."
+	}
+	if m := machineNote(run); m != "" {
+		s += " Over the phase " + m + "."
+	}
+	return s
+}
+
 // readSideRows runs the read-side phase on a server using Redis, between
 // two runs of the raw Redis limit.
 func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRow {
@@ -588,6 +622,7 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 		}
 		defer srv.stop()
 		target = newBenchTarget(srv.url, s.token, s.cfg.maxInflight)
+		target.cpu = srv.cpu
 		defer target.close()
 	} else {
 		limitNote += " Measured on the server at --url, with whatever bus it was started with."
@@ -610,7 +645,7 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 	growth.Ledgerq, growth.Errors = []float64{run.Extra["lag_growth_ms"]}, errs
 	lat.Note = fmt.Sprintf("%d probes: p50 %s, p99.9 %s; background load %s msg/s offered, %s achieved (p99 %s).%s",
 		run.Ops, msText(run.P50), msText(run.P999), human(run.Extra["load_offered_rate"]), human(run.Extra["load_rate"]),
-		msText(run.Extra["load_p99_ms"]), serverHistNote(run)+limitNote)
+		msText(run.Extra["load_p99_ms"]), readSideCPUNote(run, s.runs)+serverHistNote(run)+limitNote)
 	growth.Note = fmt.Sprintf("first quarter median %s, last quarter median %s.",
 		msText(run.Extra["lag_first_quarter_median_ms"]), msText(run.Extra["lag_last_quarter_median_ms"]))
 	return []benchRow{lat, growth}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -213,6 +214,32 @@ func TestBenchReadSide(t *testing.T) {
 	}
 	if run.Extra["load_rate"] != 100 {
 		t.Fatalf("background load %v msg/s, want the offered 100", run.Extra["load_rate"])
+	}
+	// What the phase cost: the bench's CPU per background publish always,
+	// the machine's idle share where /proc/stat exists.
+	if _, ok := run.Extra[extraSSEBenchCPU]; !ok {
+		t.Errorf("no bench CPU per publish in %v", run.Extra)
+	}
+	if _, ok := run.Extra[extraMachineIdle]; runtime.GOOS == "linux" && !ok {
+		t.Errorf("no machine idle share in %v", run.Extra)
+	}
+}
+
+func TestReadSideCPUNote(t *testing.T) {
+	run := benchRun{Phase: "read-side", Target: "ledgerq", Extra: map[string]float64{
+		extraSSEServerCPU: 310, extraSSEBenchCPU: 95, extraMachineIdle: 4.25, extraMachineSteal: 0.5}}
+	runs := []benchRun{
+		{Phase: "fixed-rate", Target: limitHTTPTarget, Extra: map[string]float64{extraServerCPU: 60}},
+		{Phase: "fixed-rate", Target: "ledgerq", Extra: map[string]float64{extraServerCPU: 240}},
+		{Phase: "fixed-rate", Target: "ledgerq", Extra: map[string]float64{extraServerCPU: 260}},
+	}
+	want := " CPU per background publish: the server 310 µs (250 µs over the in-process bus in the fixed-rate runs), the bench 95 µs." +
+		" Over the phase the machine 4.2 % idle, 0.5 % stolen."
+	if got := readSideCPUNote(run, runs); got != want {
+		t.Errorf("note:\n got %q\nwant %q", got, want)
+	}
+	if got := readSideCPUNote(benchRun{}, runs); got != "" {
+		t.Errorf("nothing measured: got %q, want \"\"", got)
 	}
 }
 

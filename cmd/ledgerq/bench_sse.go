@@ -321,6 +321,10 @@ func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queu
 		return run, err
 	}
 	histBefore, histErr := t.histograms(ctx, readSideHists...)
+	// CPU over the phase, per background publish: the server's, the
+	// bench's (load and probes), and the machine's idle share. A tail
+	// measured with no core to spare is the machine's, not one stage's.
+	cpu := startCPUWindow(t.cpuProbe(), 0)
 	loadDone := make(chan benchRun, 1)
 	go func() {
 		var next atomic.Int64
@@ -364,6 +368,14 @@ probing:
 	}
 	if ctx.Err() != nil {
 		return run, ctx.Err()
+	}
+	perPublish := benchRun{Ops: load.Ops, Seconds: load.Seconds}
+	cpu.finish(&perPublish)
+	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,
+		extraMachineIdle: extraMachineIdle, extraMachineSteal: extraMachineSteal} {
+		if v, ok := perPublish.Extra[from]; ok {
+			run.extra(to, v)
+		}
 	}
 	if histErr == nil {
 		if histAfter, err := t.histograms(ctx, readSideHists...); err == nil {
