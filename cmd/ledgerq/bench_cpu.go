@@ -163,6 +163,21 @@ func (w *cpuWindow) finish(run *benchRun) {
 	}
 }
 
+// finishPerPublish ends the window of a phase whose ops are not run's own
+// (frames, probes) and adds to run the CPU per publish of pub, the
+// publishing part of the phase, under the per-publish keys, with the
+// machine's idle and stolen shares.
+func (w *cpuWindow) finishPerPublish(pub benchRun, run *benchRun) {
+	perPublish := benchRun{Ops: pub.Ops, Seconds: pub.Seconds}
+	w.finish(&perPublish)
+	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,
+		extraMachineIdle: extraMachineIdle, extraMachineSteal: extraMachineSteal} {
+		if v, ok := perPublish.Extra[from]; ok {
+			run.extra(to, v)
+		}
+	}
+}
+
 // procCPU is the user plus system CPU time process pid has used, its exited
 // threads included (Linux /proc only; procfs reads utime and stime of
 // /proc/PID/stat, in 10 ms ticks).

@@ -234,14 +234,7 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 	// subscriber's reading), and the machine's idle share.
 	cpu := startCPUWindow(t.cpuProbe(), 0)
 	pubRun := benchFixedRate(ctx, benchPhase{Phase: "sse-publish", Target: target, Unit: "msg/s", Duration: cfg.Duration}, cfg.Rate, cfg.MaxInflight, op)
-	perPublish := benchRun{Ops: pubRun.Ops, Seconds: pubRun.Seconds}
-	cpu.finish(&perPublish)
-	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,
-		extraMachineIdle: extraMachineIdle, extraMachineSteal: extraMachineSteal} {
-		if v, ok := perPublish.Extra[from]; ok {
-			run.extra(to, v)
-		}
-	}
+	cpu.finishPerPublish(pubRun, &run)
 
 	byPos := map[int64]published{}
 	perQueue := make([]int, cfg.Queues)
@@ -369,14 +362,7 @@ probing:
 	if ctx.Err() != nil {
 		return run, ctx.Err()
 	}
-	perPublish := benchRun{Ops: load.Ops, Seconds: load.Seconds}
-	cpu.finish(&perPublish)
-	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,
-		extraMachineIdle: extraMachineIdle, extraMachineSteal: extraMachineSteal} {
-		if v, ok := perPublish.Extra[from]; ok {
-			run.extra(to, v)
-		}
-	}
+	cpu.finishPerPublish(load, &run)
 	if histErr == nil {
 		if histAfter, err := t.histograms(ctx, readSideHists...); err == nil {
 			serverHistExtras(&run, histBefore, histAfter)
