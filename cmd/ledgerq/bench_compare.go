@@ -492,9 +492,9 @@ func (s *benchSession) sseRun(ctx context.Context, t *benchTarget, cfg benchSSEC
 		int(run.Extra["disconnected"]), msText(run.P50), msText(run.P999))
 	if m := machineNote(run); m != "" {
 		row.Note += " While publishing, " + m + " (" + strconv.Itoa(runtime.NumCPU()) + " CPUs, the generator's and its subscribers' share included)"
-		if b, ok := run.Extra[extraSSEBenchCPU]; ok {
+		if b, ok := run.Extra[extraPublishBenchCPU]; ok {
 			row.Note += "; CPU per publish"
-			if srv, ok := run.Extra[extraSSEServerCPU]; ok {
+			if srv, ok := run.Extra[extraPublishServerCPU]; ok {
 				row.Note += ": the server " + usText(srv) + " (its frames included), the bench " + usText(b)
 			} else {
 				row.Note += ": the bench " + usText(b)
@@ -538,7 +538,7 @@ func serverHistNote(run benchRun) string {
 // idle share. "" when nothing was measured.
 func readSideCPUNote(run benchRun, runs []benchRun) string {
 	var parts []string
-	if v, ok := run.Extra[extraSSEServerCPU]; ok {
+	if v, ok := run.Extra[extraPublishServerCPU]; ok {
 		part := "the server " + usText(v)
 		var fixed []float64
 		for _, r := range runs {
@@ -553,7 +553,7 @@ func readSideCPUNote(run benchRun, runs []benchRun) string {
 		}
 		parts = append(parts, part)
 	}
-	if v, ok := run.Extra[extraSSEBenchCPU]; ok {
+	if v, ok := run.Extra[extraPublishBenchCPU]; ok {
 		parts = append(parts, "the bench "+usText(v))
 	}
 	s := ""

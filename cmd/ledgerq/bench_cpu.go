@@ -18,10 +18,10 @@ import (
 const (
 	extraServerCPU = "server_cpu_us_per_op"
 	extraBenchCPU  = "bench_cpu_us_per_op"
-	// The SSE phase's, per publish rather than per frame: the bench's
-	// includes its subscribers' reading.
-	extraSSEServerCPU = "server_cpu_us_per_publish"
-	extraSSEBenchCPU  = "bench_cpu_us_per_publish"
+	// The SSE and read-side phases', per publish rather than per frame or
+	// probe: the bench's includes its subscribers' reading or its probes.
+	extraPublishServerCPU = "server_cpu_us_per_publish"
+	extraPublishBenchCPU  = "bench_cpu_us_per_publish"
 	// The whole machine over the same window, in % of all its CPUs' time:
 	// idle (iowait included), and stolen by the hypervisor for other
 	// guests. A latency row measured at ~0 % idle says the cores were full,
@@ -170,7 +170,7 @@ func (w *cpuWindow) finish(run *benchRun) {
 func (w *cpuWindow) finishPerPublish(pub benchRun, run *benchRun) {
 	perPublish := benchRun{Ops: pub.Ops, Seconds: pub.Seconds}
 	w.finish(&perPublish)
-	for from, to := range map[string]string{extraServerCPU: extraSSEServerCPU, extraBenchCPU: extraSSEBenchCPU,
+	for from, to := range map[string]string{extraServerCPU: extraPublishServerCPU, extraBenchCPU: extraPublishBenchCPU,
 		extraMachineIdle: extraMachineIdle, extraMachineSteal: extraMachineSteal} {
 		if v, ok := perPublish.Extra[from]; ok {
 			run.extra(to, v)
@@ -270,8 +270,8 @@ func sseBudgetNote(runs []benchRun, cpus int) string {
 	sseRate := func(r benchRun) float64 { return r.Extra["publish_rate"] }
 	lf, ok1 := cores("fixed-rate", limitHTTPTarget, extraServerCPU, extraBenchCPU, fixedRate)
 	qf, ok2 := cores("fixed-rate", "ledgerq", extraServerCPU, extraBenchCPU, fixedRate)
-	ls, ok3 := cores("sse", limitSSETarget, extraSSEServerCPU, extraSSEBenchCPU, sseRate)
-	qs, ok4 := cores("sse", "ledgerq", extraSSEServerCPU, extraSSEBenchCPU, sseRate)
+	ls, ok3 := cores("sse", limitSSETarget, extraPublishServerCPU, extraPublishBenchCPU, sseRate)
+	qs, ok4 := cores("sse", "ledgerq", extraPublishServerCPU, extraPublishBenchCPU, sseRate)
 	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return ""
 	}

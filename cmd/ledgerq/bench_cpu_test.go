@@ -189,8 +189,8 @@ func TestSSEBudgetNote(t *testing.T) {
 	runs := []benchRun{
 		{Phase: "fixed-rate", Target: limitHTTPTarget, Rate: 10000, Extra: map[string]float64{extraServerCPU: 40, extraBenchCPU: 30}},
 		{Phase: "fixed-rate", Target: "ledgerq", Rate: 10000, Extra: map[string]float64{extraServerCPU: 90, extraBenchCPU: 25}},
-		{Phase: "sse", Target: limitSSETarget, Extra: map[string]float64{"publish_rate": 10000, extraSSEServerCPU: 90, extraSSEBenchCPU: 70}},
-		{Phase: "sse", Target: "ledgerq", Extra: map[string]float64{"publish_rate": 10000, extraSSEServerCPU: 140, extraSSEBenchCPU: 45}},
+		{Phase: "sse", Target: limitSSETarget, Extra: map[string]float64{"publish_rate": 10000, extraPublishServerCPU: 90, extraPublishBenchCPU: 70}},
+		{Phase: "sse", Target: "ledgerq", Extra: map[string]float64{"publish_rate": 10000, extraPublishServerCPU: 140, extraPublishBenchCPU: 45}},
 	}
 	got := sseBudgetNote(runs, 2)
 	for _, want := range []string{
@@ -203,7 +203,7 @@ func TestSSEBudgetNote(t *testing.T) {
 	}
 	// A run without CPU figures (a server on another machine) leaves the
 	// sentence out rather than print a budget from three quarters of it.
-	delete(runs[3].Extra, extraSSEServerCPU)
+	delete(runs[3].Extra, extraPublishServerCPU)
 	if n := sseBudgetNote(runs, 2); n != "" {
 		t.Errorf("note %q from runs without the server's CPU", n)
 	}

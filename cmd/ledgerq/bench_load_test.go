@@ -217,7 +217,7 @@ func TestBenchReadSide(t *testing.T) {
 	}
 	// What the phase cost: the bench's CPU per background publish always,
 	// the machine's idle share where /proc/stat exists.
-	if _, ok := run.Extra[extraSSEBenchCPU]; !ok {
+	if _, ok := run.Extra[extraPublishBenchCPU]; !ok {
 		t.Errorf("no bench CPU per publish in %v", run.Extra)
 	}
 	if _, ok := run.Extra[extraMachineIdle]; runtime.GOOS == "linux" && !ok {
@@ -227,7 +227,7 @@ func TestBenchReadSide(t *testing.T) {
 
 func TestReadSideCPUNote(t *testing.T) {
 	run := benchRun{Phase: "read-side", Target: "ledgerq", Extra: map[string]float64{
-		extraSSEServerCPU: 310, extraSSEBenchCPU: 95, extraMachineIdle: 4.25, extraMachineSteal: 0.5}}
+		extraPublishServerCPU: 310, extraPublishBenchCPU: 95, extraMachineIdle: 4.25, extraMachineSteal: 0.5}}
 	runs := []benchRun{
 		{Phase: "fixed-rate", Target: limitHTTPTarget, Extra: map[string]float64{extraServerCPU: 60}},
 		{Phase: "fixed-rate", Target: "ledgerq", Extra: map[string]float64{extraServerCPU: 240}},
