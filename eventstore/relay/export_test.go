@@ -3,6 +3,7 @@ package relay
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -39,4 +40,13 @@ func encodeJSONPack(events []eventstore.Event) (*message.Message, error) {
 	setPackMetadata(msg, first.Position, last.Position, len(events), last.StreamID, last.Version, last.Type)
 	msg.Metadata.Set(MetaFormat, PackFormatJSON)
 	return msg, nil
+}
+
+// LingerAfter is Config.lingerAfter for the package's external tests.
+func LingerAfter(c Config, n int64) time.Duration { return c.lingerAfter(n) }
+
+// WithDefaults is c with New's defaults filled in.
+func WithDefaults(c Config, s Store) Config {
+	c.setDefaults(s)
+	return c
 }

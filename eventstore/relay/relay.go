@@ -82,8 +82,23 @@ type Config struct {
 	// reads, also after a pack that was not full, so the commits of that
 	// moment leave in one pack. It adds to the latency of an event and
 	// saves transactions, CPU and Redis entries under load. Default 2ms;
-	// negative: none.
+	// negative: none (and no LingerPerEvent either).
 	Linger time.Duration
+	// LingerPerEvent lengthens the linger after a pack that was not full
+	// by this much per event it held, up to MaxLinger: a relay that keeps
+	// up with a slow log lingers Linger, one whose packs grow with the
+	// load lingers longer, so each pack's fixed cost (a read transaction,
+	// an offset write, a bus message, a read-model transaction: about a
+	// millisecond of CPU on a 2-core machine) is shared by more events
+	// when CPU is scarcest. A pack of n events arrived in about the time
+	// of the linger before it and the reading, so the linger stays near
+	// Linger while the log's rate is well under 1/LingerPerEvent and
+	// reaches MaxLinger as it nears that rate. Default 100µs (10,000
+	// events/s); negative: a fixed Linger.
+	LingerPerEvent time.Duration
+	// MaxLinger bounds the linger LingerPerEvent sets, and so what it adds
+	// to an event's delay under load. Default 20ms.
+	MaxLinger time.Duration
 	// Logger receives the relay's logs. Default: none.
 	Logger watermill.LoggerAdapter
 	// OnRelayed, if set, is called after each pack was published.
@@ -120,6 +135,12 @@ func (c *Config) setDefaults(store Store) {
 	if c.Linger == 0 {
 		c.Linger = 2 * time.Millisecond
 	}
+	if c.LingerPerEvent == 0 {
+		c.LingerPerEvent = 100 * time.Microsecond
+	}
+	if c.MaxLinger == 0 {
+		c.MaxLinger = 20 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
 	}
@@ -136,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.MinBackoff < 0 || c.MaxBackoff < 0 || c.MinBackoff > c.MaxBackoff && c.MaxBackoff != 0 {
 		errs = append(errs, fmt.Errorf("backoff %s..%s is not a range", c.MinBackoff, c.MaxBackoff))
+	}
+	if c.MaxLinger < 0 {
+		errs = append(errs, fmt.Errorf("MaxLinger must not be negative, got %s", c.MaxLinger))
 	}
 	if c.PublishTimeout < 0 || c.MaxIdleWait < 0 {
 		errs = append(errs, errors.New("PublishTimeout and MaxIdleWait must not be negative"))
@@ -185,6 +209,7 @@ type Relay struct {
 	relayed                                                atomic.Int64
 	packs, events, pubErrs, readErrs, rewinds, checkpoints atomic.Uint64
 	checkpointedAt                                         atomic.Uint64 // events at the last checkpoint asked for
+	lastPack                                               atomic.Int64  // events of the last pack that was not full
 
 	errMu     sync.Mutex
 	lastErr   string
@@ -294,7 +319,15 @@ func (r *Relay) Run(ctx context.Context) error {
 func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry *backoff) (int64, error) {
 	bm := &countingBackoff{
 		BackoffManager: wmsql.NewBackoffManager(wmsql.BackoffConfig{
-			Wake: wake, MaxIdleWait: r.cfg.MaxIdleWait, RetryInterval: r.cfg.MinBackoff, Linger: r.cfg.Linger,
+			Wake: wake, MaxIdleWait: r.cfg.MaxIdleWait, RetryInterval: r.cfg.MinBackoff,
+			LingerFor: func(afterBatch bool) time.Duration {
+				if !afterBatch {
+					// The log went quiet: the next event is not part of
+					// the load the last pack measured.
+					r.lastPack.Store(0)
+				}
+				return r.cfg.lingerAfter(r.lastPack.Load())
+			},
 			BetweenBatches: func(caughtUp bool) { r.maybeCheckpoint(ctx, caughtUp) },
 		}),
 		onError: func(err error) { r.readErrs.Add(1); r.noteError(err) },
@@ -360,6 +393,9 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 				return rewindTo, nil
 			}
 			if !r.full(msg) {
+				if first, last, err := PackRange(msg); err == nil {
+					r.lastPack.Store(last - first + 1)
+				}
 				bm.CaughtUp()
 			}
 			msg.Ack()
@@ -406,6 +442,19 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 		r.cfg.OnRelayed(first, last)
 	}
 	return -1, nil
+}
+
+// lingerAfter is the linger after a pack of n events that was not full
+// (see Config.LingerPerEvent).
+func (c Config) lingerAfter(n int64) time.Duration {
+	if c.Linger < 0 {
+		return 0
+	}
+	if c.LingerPerEvent < 0 || n <= 0 {
+		return c.Linger
+	}
+	d := c.LingerPerEvent * time.Duration(min(n, int64(time.Hour/c.LingerPerEvent)))
+	return max(c.Linger, min(d, c.MaxLinger))
 }
 
 // full tells a pack cut by MaxPackEvents or MaxPackBytes, after which more

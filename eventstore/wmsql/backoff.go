@@ -38,6 +38,12 @@ type BackoffConfig struct {
 	// larger batches under load, at the price of Linger more latency.
 	// Default 0.
 	Linger time.Duration
+	// LingerFor, if set, is asked for the pause after each Wake signal
+	// instead of using Linger, so the pause can follow the load (the relay
+	// lingers longer after larger packs). afterBatch tells a wait after a
+	// batch that caught up from one after an empty poll. A result <= 0
+	// means none.
+	LingerFor func(afterBatch bool) time.Duration
 	// BetweenBatches, if set, is called after a batch (not after an empty
 	// poll or an error), once its transaction has ended (the subscriber
 	// then holds no lock and no snapshot), at most once per BetweenEvery;
@@ -102,7 +108,7 @@ func (b *BackoffManager) HandleError(logger watermill.LoggerAdapter, noMsg bool,
 			return 0
 		}
 	}
-	b.waitIdle()
+	b.waitIdle(!noMsg)
 	return 0
 }
 
@@ -127,7 +133,7 @@ func (b *BackoffManager) maybeBetween(caughtUp bool) {
 	b.cfg.BetweenBatches(caughtUp)
 }
 
-func (b *BackoffManager) waitIdle() {
+func (b *BackoffManager) waitIdle(afterBatch bool) {
 	t := time.NewTimer(b.cfg.MaxIdleWait)
 	defer t.Stop()
 	select {
@@ -137,8 +143,12 @@ func (b *BackoffManager) waitIdle() {
 	case <-b.done:
 		return
 	}
-	if b.cfg.Linger > 0 {
-		t.Reset(b.cfg.Linger)
+	linger := b.cfg.Linger
+	if b.cfg.LingerFor != nil {
+		linger = b.cfg.LingerFor(afterBatch)
+	}
+	if linger > 0 {
+		t.Reset(linger)
 		select {
 		case <-t.C:
 		case <-b.done:

@@ -300,3 +300,31 @@ func TestOpenTogetherOnNewFiles(t *testing.T) {
 		}
 	}
 }
+
+// LingerFor sets the pause after each Wake, and learns whether the wait
+// follows a batch that caught up or an empty poll.
+func TestBackoffManagerLingerFor(t *testing.T) {
+	wake := make(chan struct{}, 1)
+	var calls []bool
+	b := wmsql.NewBackoffManager(wmsql.BackoffConfig{Wake: wake, MaxIdleWait: time.Hour, Linger: time.Hour,
+		LingerFor: func(afterBatch bool) time.Duration {
+			calls = append(calls, afterBatch)
+			return 60 * time.Millisecond
+		}})
+	defer b.Close()
+	logger := watermill.NopLogger{}
+
+	b.CaughtUp()
+	wake <- struct{}{}
+	start := time.Now()
+	b.HandleError(logger, false, nil) // a batch that caught up
+	if took := time.Since(start); took < 60*time.Millisecond || took > 30*time.Second {
+		t.Errorf("the wait after a caught-up batch took %s, want LingerFor's 60 ms (not Linger's hour)", took)
+	}
+	wake <- struct{}{}
+	b.HandleError(logger, true, nil)  // an empty poll
+	b.HandleError(logger, false, nil) // a batch that did not catch up: no wait
+	if len(calls) != 2 || !calls[0] || calls[1] {
+		t.Errorf("LingerFor called with %v, want [true false]", calls)
+	}
+}
