@@ -42,8 +42,12 @@ func encodeJSONPack(events []eventstore.Event) (*message.Message, error) {
 	return msg, nil
 }
 
-// LingerAfter is Config.lingerAfter for the package's external tests.
-func LingerAfter(c Config, n int64) time.Duration { return c.lingerAfter(n) }
+// Pacer drives a readPacer for the package's external tests.
+type Pacer struct{ p readPacer }
+
+func (t *Pacer) Packed(n int64, at time.Time)                 { t.p.packed(n, at) }
+func (t *Pacer) Reset()                                       { t.p.reset() }
+func (t *Pacer) Linger(c Config, now time.Time) time.Duration { return t.p.linger(c, now) }
 
 // WithDefaults is c with New's defaults filled in.
 func WithDefaults(c Config, s Store) Config {

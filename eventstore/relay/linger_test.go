@@ -1,100 +1,94 @@
 package relay_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ledgerq/ledgerq/eventstore/relay"
 )
 
-func TestLingerAfterPacks(t *testing.T) {
+func TestPacerLingersOnlyWhenBusy(t *testing.T) {
 	s := openStore(t)
 	def := relay.WithDefaults(relay.Config{}, s)
-	if def.Linger != 2*time.Millisecond || def.LingerPerEvent != 100*time.Microsecond || def.MaxLinger != 20*time.Millisecond {
-		t.Fatalf("defaults Linger %s, LingerPerEvent %s, MaxLinger %s; want 2ms, 100µs, 20ms", def.Linger, def.LingerPerEvent, def.MaxLinger)
+	if def.Linger != 2*time.Millisecond || def.BusyRate != 5000 || def.BusyInterval != 20*time.Millisecond {
+		t.Fatalf("defaults Linger %s, BusyRate %g, BusyInterval %s; want 2ms, 5000/s, 20ms", def.Linger, def.BusyRate, def.BusyInterval)
 	}
-	fixed := relay.WithDefaults(relay.Config{LingerPerEvent: -1}, s)
-	none := relay.WithDefaults(relay.Config{Linger: -1}, s)
-	low := relay.WithDefaults(relay.Config{MaxLinger: time.Millisecond}, s) // below Linger
-	for _, tc := range []struct {
-		name string
-		cfg  relay.Config
-		n    int64
-		want time.Duration
-	}{
-		{"nothing relayed yet", def, 0, 2 * time.Millisecond},
-		{"a small pack", def, 5, 2 * time.Millisecond},
-		{"a pack of 50", def, 50, 5 * time.Millisecond},
-		{"a pack of 150", def, 150, 15 * time.Millisecond},
-		{"a large pack", def, 1000, 20 * time.Millisecond},
-		{"an absurd pack", def, 1 << 62, 20 * time.Millisecond},
-		{"fixed linger", fixed, 1000, 2 * time.Millisecond},
-		{"no linger", none, 1000, 0},
-		{"MaxLinger below Linger", low, 1000, 2 * time.Millisecond},
-	} {
-		if got := relay.LingerAfter(tc.cfg, tc.n); got != tc.want {
-			t.Errorf("%s: linger after %d events %s, want %s", tc.name, tc.n, got, tc.want)
-		}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+
+	var p relay.Pacer
+	if got := p.Linger(def, ms(0)); got != 2*time.Millisecond {
+		t.Errorf("before any pack: linger %s, want Linger", got)
 	}
-	if err := (relay.Config{MaxLinger: -time.Second}).Validate(); err == nil {
-		t.Error("a negative MaxLinger was accepted")
+	p.Packed(10, ms(0))
+	if got := p.Linger(def, ms(1)); got != 2*time.Millisecond {
+		t.Errorf("after a first pack (no rate yet): linger %s, want Linger", got)
+	}
+	p.Packed(10, ms(5)) // 2,000 events/s
+	if got := p.Linger(def, ms(6)); got != 2*time.Millisecond {
+		t.Errorf("at 2,000 events/s: linger %s, want Linger", got)
+	}
+	p.Packed(60, ms(15)) // 6,000 events/s
+	if got := p.Linger(def, ms(19)); got != 16*time.Millisecond {
+		t.Errorf("at 6,000 events/s, 4 ms after the pack: linger %s, want the 16 ms left of BusyInterval", got)
+	}
+	if got := p.Linger(def, ms(33)); got != 2*time.Millisecond {
+		t.Errorf("at 6,000 events/s, 18 ms after the pack: linger %s, want at least Linger", got)
+	}
+	if got := p.Linger(def, ms(60)); got != 2*time.Millisecond {
+		t.Errorf("at 6,000 events/s, a pack that took 45 ms to handle: linger %s, want Linger", got)
+	}
+	if got := p.Linger(relay.WithDefaults(relay.Config{BusyRate: -1}, s), ms(19)); got != 2*time.Millisecond {
+		t.Errorf("pacing off: linger %s, want Linger", got)
+	}
+	if got := p.Linger(relay.WithDefaults(relay.Config{Linger: -1}, s), ms(19)); got != 0 {
+		t.Errorf("no linger: linger %s, want 0", got)
+	}
+	p.Reset()
+	if got := p.Linger(def, ms(19)); got != 2*time.Millisecond {
+		t.Errorf("after the log went quiet: linger %s, want Linger", got)
+	}
+	if err := (relay.Config{BusyInterval: -time.Second}).Validate(); err == nil {
+		t.Error("a negative BusyInterval was accepted")
 	}
 }
 
-// After a large pack the relay waits longer before it reads again, so the
-// events of a busy log leave in fewer, larger packs; once a small pack or
-// a quiet log shows the load has passed, an event leaves after Linger.
-func TestRelayLingersLongerAfterLargerPacks(t *testing.T) {
+// Under a load above BusyRate the relay reads at most every BusyInterval,
+// so the events leave in fewer, larger packs; once the log goes quiet, the
+// next event leaves after Linger.
+func TestRelayPacesItsReadsUnderLoad(t *testing.T) {
 	s := openStore(t)
 	bus := newInprocBus(t)
 	c := collect(t, bus, "projection")
-	appendEvents(t, s, "queue-a", 100, 100) // one pack once the relay runs
-	startRelay(t, s, bus, relay.Config{
-		Linger: time.Millisecond, LingerPerEvent: 2 * time.Millisecond, MaxLinger: 300 * time.Millisecond,
-		MaxIdleWait: time.Hour, // no polls but those after a commit
+	r := startRelay(t, s, bus, relay.Config{
+		Linger: time.Millisecond, BusyRate: 100, BusyInterval: 250 * time.Millisecond,
+		MaxIdleWait: 50 * time.Millisecond, // an empty poll soon after the load stops
 	})
-	c.waitAll(t, 100, 20*time.Second)
-
-	// The next event waits 100 × 2 ms = 200 ms.
-	delay := func(head int64) time.Duration {
-		t.Helper()
-		start := time.Now()
+	// ~400 events/s for 1.5 s, one append at a time.
+	var n atomic.Int64
+	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); {
 		appendEvents(t, s, "queue-a", 1, 1)
-		c.waitAll(t, head, 20*time.Second)
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.received[head].Sub(start)
+		n.Add(1)
+		time.Sleep(2500 * time.Microsecond)
 	}
-	if d := delay(101); d < 200*time.Millisecond {
-		t.Errorf("the event after a pack of 100 left after %s, want at least the 200 ms linger", d)
+	c.waitAll(t, s.Head(), 20*time.Second)
+	st := r.Stats()
+	// Unpaced, a pack leaves a Linger (1 ms) after each commit: hundreds
+	// of packs. Paced, about one per 250 ms after the first two.
+	if st.Packs > 20 {
+		t.Errorf("%d events left in %d packs, want at most 20 at one read per 250 ms", st.Events, st.Packs)
 	}
-	// That pack held one event: the next one leaves after Linger (and
-	// scheduling).
-	if d := delay(102); d >= 150*time.Millisecond {
-		t.Errorf("the event after a pack of 1 left after %s, want about the 1 ms Linger", d)
-	}
-}
 
-// A log that went quiet after a large pack does not keep the long linger:
-// the first event after the quiet leaves after Linger.
-func TestRelayForgetsTheLoadWhenTheLogGoesQuiet(t *testing.T) {
-	s := openStore(t)
-	bus := newInprocBus(t)
-	c := collect(t, bus, "projection")
-	appendEvents(t, s, "queue-a", 100, 100)
-	startRelay(t, s, bus, relay.Config{
-		Linger: time.Millisecond, LingerPerEvent: 2 * time.Millisecond, MaxLinger: 300 * time.Millisecond,
-		MaxIdleWait: 20 * time.Millisecond, // an empty poll 20 ms after the pack
-	})
-	c.waitAll(t, 100, 20*time.Second)
-	time.Sleep(200 * time.Millisecond) // empty polls
+	time.Sleep(300 * time.Millisecond) // empty polls: the log is quiet
 	start := time.Now()
 	appendEvents(t, s, "queue-a", 1, 1)
-	c.waitAll(t, 101, 20*time.Second)
+	head := s.Head()
+	c.waitAll(t, head, 20*time.Second)
 	c.mu.Lock()
-	d := c.received[101].Sub(start)
+	d := c.received[head].Sub(start)
 	c.mu.Unlock()
 	if d >= 150*time.Millisecond {
-		t.Errorf("the first event after a quiet log left after %s, want about the 1 ms Linger, not the 200 ms of the last pack", d)
+		t.Errorf("the first event after a quiet log left after %s, want about the 1 ms Linger, not the 250 ms interval", d)
 	}
 }

@@ -82,23 +82,20 @@ type Config struct {
 	// reads, also after a pack that was not full, so the commits of that
 	// moment leave in one pack. It adds to the latency of an event and
 	// saves transactions, CPU and Redis entries under load. Default 2ms;
-	// negative: none (and no LingerPerEvent either).
+	// negative: none (and no pacing either).
 	Linger time.Duration
-	// LingerPerEvent lengthens the linger after a pack that was not full
-	// by this much per event it held, up to MaxLinger: a relay that keeps
-	// up with a slow log lingers Linger, one whose packs grow with the
-	// load lingers longer, so each pack's fixed cost (a read transaction,
+	// BusyRate and BusyInterval pace the relay under load: while the log
+	// grows by at least BusyRate events a second, the relay starts a read
+	// at most every BusyInterval (lingering longer than Linger when a pack
+	// was handled sooner), so each pack's fixed cost (a read transaction,
 	// an offset write, a bus message, a read-model transaction: about a
-	// millisecond of CPU on a 2-core machine) is shared by more events
-	// when CPU is scarcest. A pack of n events arrived in about the time
-	// of the linger before it and the reading, so the linger stays near
-	// Linger while the log's rate is well under 1/LingerPerEvent and
-	// reaches MaxLinger as it nears that rate. Default 100µs (10,000
-	// events/s); negative: a fixed Linger.
-	LingerPerEvent time.Duration
-	// MaxLinger bounds the linger LingerPerEvent sets, and so what it adds
-	// to an event's delay under load. Default 20ms.
-	MaxLinger time.Duration
+	// millisecond of CPU on a 2-core machine) is shared by more events when
+	// CPU is scarcest. A pack whose handling took BusyInterval or longer
+	// is followed by Linger only. Below BusyRate only Linger applies.
+	// Defaults 5,000 events/s and 20ms; a negative BusyRate turns pacing
+	// off.
+	BusyRate     float64
+	BusyInterval time.Duration
 	// Logger receives the relay's logs. Default: none.
 	Logger watermill.LoggerAdapter
 	// OnRelayed, if set, is called after each pack was published.
@@ -135,11 +132,11 @@ func (c *Config) setDefaults(store Store) {
 	if c.Linger == 0 {
 		c.Linger = 2 * time.Millisecond
 	}
-	if c.LingerPerEvent == 0 {
-		c.LingerPerEvent = 100 * time.Microsecond
+	if c.BusyRate == 0 {
+		c.BusyRate = 5000
 	}
-	if c.MaxLinger == 0 {
-		c.MaxLinger = 20 * time.Millisecond
+	if c.BusyInterval == 0 {
+		c.BusyInterval = 20 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = watermill.NopLogger{}
@@ -158,8 +155,8 @@ func (c Config) Validate() error {
 	if c.MinBackoff < 0 || c.MaxBackoff < 0 || c.MinBackoff > c.MaxBackoff && c.MaxBackoff != 0 {
 		errs = append(errs, fmt.Errorf("backoff %s..%s is not a range", c.MinBackoff, c.MaxBackoff))
 	}
-	if c.MaxLinger < 0 {
-		errs = append(errs, fmt.Errorf("MaxLinger must not be negative, got %s", c.MaxLinger))
+	if c.BusyInterval < 0 {
+		errs = append(errs, fmt.Errorf("BusyInterval must not be negative, got %s", c.BusyInterval))
 	}
 	if c.PublishTimeout < 0 || c.MaxIdleWait < 0 {
 		errs = append(errs, errors.New("PublishTimeout and MaxIdleWait must not be negative"))
@@ -209,7 +206,7 @@ type Relay struct {
 	relayed                                                atomic.Int64
 	packs, events, pubErrs, readErrs, rewinds, checkpoints atomic.Uint64
 	checkpointedAt                                         atomic.Uint64 // events at the last checkpoint asked for
-	lastPack                                               atomic.Int64  // events of the last pack that was not full
+	pacer                                                  readPacer
 
 	errMu     sync.Mutex
 	lastErr   string
@@ -323,10 +320,10 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 			LingerFor: func(afterBatch bool) time.Duration {
 				if !afterBatch {
 					// The log went quiet: the next event is not part of
-					// the load the last pack measured.
-					r.lastPack.Store(0)
+					// the load the last packs measured.
+					r.pacer.reset()
 				}
-				return r.cfg.lingerAfter(r.lastPack.Load())
+				return r.pacer.linger(r.cfg, time.Now())
 			},
 			BetweenBatches: func(caughtUp bool) { r.maybeCheckpoint(ctx, caughtUp) },
 		}),
@@ -392,10 +389,10 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 			if rewindTo >= 0 {
 				return rewindTo, nil
 			}
+			if first, last, err := PackRange(msg); err == nil {
+				r.pacer.packed(last-first+1, time.Now())
+			}
 			if !r.full(msg) {
-				if first, last, err := PackRange(msg); err == nil {
-					r.lastPack.Store(last - first + 1)
-				}
 				bm.CaughtUp()
 			}
 			msg.Ack()
@@ -444,17 +441,46 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 	return -1, nil
 }
 
-// lingerAfter is the linger after a pack of n events that was not full
-// (see Config.LingerPerEvent).
-func (c Config) lingerAfter(n int64) time.Duration {
+// readPacer decides the relay's linger from the rate at which packs come
+// (see Config.BusyRate). The relay's goroutine reports packs; the
+// subscriber's asks for the linger.
+type readPacer struct {
+	mu   sync.Mutex
+	last time.Time // when the last pack came to the relay
+	rate float64   // its events per second since the pack before; 0 unknown
+}
+
+// packed records a pack of n events handed to the relay at at.
+func (p *readPacer) packed(n int64, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rate = 0
+	if !p.last.IsZero() {
+		if d := at.Sub(p.last); d > 0 {
+			p.rate = float64(n) / d.Seconds()
+		}
+	}
+	p.last = at
+}
+
+// reset forgets the rate: the log went quiet.
+func (p *readPacer) reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last, p.rate = time.Time{}, 0
+}
+
+// linger is the pause before the next read, at now, after a commit signal.
+func (p *readPacer) linger(c Config, now time.Time) time.Duration {
 	if c.Linger < 0 {
 		return 0
 	}
-	if c.LingerPerEvent < 0 || n <= 0 {
-		return c.Linger
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.BusyRate > 0 && p.rate >= c.BusyRate {
+		return max(c.Linger, c.BusyInterval-now.Sub(p.last))
 	}
-	d := c.LingerPerEvent * time.Duration(min(n, int64(time.Hour/c.LingerPerEvent)))
-	return max(c.Linger, min(d, c.MaxLinger))
+	return c.Linger
 }
 
 // full tells a pack cut by MaxPackEvents or MaxPackBytes, after which more
