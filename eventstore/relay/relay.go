@@ -85,7 +85,8 @@ type Config struct {
 	// negative: none (and no pacing either).
 	Linger time.Duration
 	// BusyRate and BusyInterval pace the relay under load: while the log
-	// grows by at least BusyRate events a second, the relay starts a read
+	// grows by at least BusyRate events a second (measured over 100 ms or
+	// more), the relay starts a read
 	// at most every BusyInterval (lingering longer than Linger when a pack
 	// was handled sooner), so each pack's fixed cost (a read transaction,
 	// an offset write, a bus message, a read-model transaction: about a
@@ -441,33 +442,46 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 	return -1, nil
 }
 
-// readPacer decides the relay's linger from the rate at which packs come
-// (see Config.BusyRate). The relay's goroutine reports packs; the
-// subscriber's asks for the linger.
+// readPacer decides the relay's linger from the log's rate, measured on
+// the packs the relay is handed over windows of at least rateWindow (see
+// Config.BusyRate). The relay's goroutine reports packs; the subscriber's
+// asks for the linger.
 type readPacer struct {
-	mu   sync.Mutex
-	last time.Time // when the last pack came to the relay
-	rate float64   // its events per second since the pack before; 0 unknown
+	mu        sync.Mutex
+	last      time.Time // when the last pack came to the relay
+	winStart  time.Time // start of the window being measured; zero: none
+	winEvents int64     // events of the packs since winStart
+	rate      float64   // events/s over the last complete window; 0 unknown
 }
+
+// rateWindow is the shortest span the log's rate is measured over: one
+// pack's size over the time since the one before is too noisy (a slow
+// fsync hands over two commits' events at once), and a noisy rate would
+// pace the relay below BusyRate.
+const rateWindow = 100 * time.Millisecond
 
 // packed records a pack of n events handed to the relay at at.
 func (p *readPacer) packed(n int64, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.rate = 0
-	if !p.last.IsZero() {
-		if d := at.Sub(p.last); d > 0 {
-			p.rate = float64(n) / d.Seconds()
-		}
-	}
 	p.last = at
+	if p.winStart.IsZero() {
+		// This pack's events came before the window starts.
+		p.winStart, p.winEvents = at, 0
+		return
+	}
+	p.winEvents += n
+	if d := at.Sub(p.winStart); d >= rateWindow {
+		p.rate = float64(p.winEvents) / d.Seconds()
+		p.winStart, p.winEvents = at, 0
+	}
 }
 
 // reset forgets the rate: the log went quiet.
 func (p *readPacer) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.last, p.rate = time.Time{}, 0
+	p.last, p.winStart, p.winEvents, p.rate = time.Time{}, time.Time{}, 0, 0
 }
 
 // linger is the pause before the next read, at now, after a commit signal.
