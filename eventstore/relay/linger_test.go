@@ -21,20 +21,20 @@ func TestPacerLingersOnlyWhenBusy(t *testing.T) {
 	if got := p.Linger(def, ms(0)); got != 2*time.Millisecond {
 		t.Errorf("before any pack: linger %s, want Linger", got)
 	}
-	p.Packed(500, ms(0)) // events from before: not counted
-	p.Packed(10, ms(5))  // a short window: no rate yet
+	p.Packed(500, ms(0)) // the head when the first pack came
+	p.Packed(510, ms(5)) // a short window: no rate yet
 	if got := p.Linger(def, ms(6)); got != 2*time.Millisecond {
 		t.Errorf("before 100 ms were measured: linger %s, want Linger", got)
 	}
-	p.Packed(190, ms(100)) // 200 events in 100 ms: 2,000/s
+	p.Packed(700, ms(100)) // 200 events in 100 ms: 2,000/s
 	if got := p.Linger(def, ms(101)); got != 2*time.Millisecond {
 		t.Errorf("at 2,000 events/s: linger %s, want Linger", got)
 	}
-	p.Packed(400, ms(150)) // one large pack in a window: still 2,000/s
+	p.Packed(1100, ms(150)) // a burst within a window: still 2,000/s
 	if got := p.Linger(def, ms(151)); got != 2*time.Millisecond {
-		t.Errorf("at 2,000 events/s, one large pack: linger %s, want Linger", got)
+		t.Errorf("at 2,000 events/s, a burst: linger %s, want Linger", got)
 	}
-	p.Packed(200, ms(200)) // 600 events in 100 ms: 6,000/s
+	p.Packed(1300, ms(200)) // 600 events in 100 ms: 6,000/s
 	if got := p.Linger(def, ms(204)); got != 16*time.Millisecond {
 		t.Errorf("at 6,000 events/s, 4 ms after the pack: linger %s, want the 16 ms left of BusyInterval", got)
 	}
@@ -96,5 +96,29 @@ func TestRelayPacesItsReadsUnderLoad(t *testing.T) {
 	c.mu.Unlock()
 	if d >= 150*time.Millisecond {
 		t.Errorf("the first event after a quiet log left after %s, want about the 1 ms Linger, not the 250 ms interval", d)
+	}
+}
+
+// Catching up a backlog is not load: the relay hands packs over fast while
+// the log itself is still, so it does not pace the next event.
+func TestRelayDoesNotPaceWhileCatchingUp(t *testing.T) {
+	s := openStore(t)
+	bus := newInprocBus(t)
+	c := collect(t, bus, "projection")
+	appendEvents(t, s, "queue-a", 10010, 500) // a backlog before the relay starts; its last pack is not full
+	startRelay(t, s, bus, relay.Config{
+		MaxPackEvents: 50, // 200 packs to catch up: well over the 100 ms the rate is measured over
+		Linger:        time.Millisecond, BusyRate: 1000, BusyInterval: 300 * time.Millisecond,
+		MaxIdleWait: time.Hour,
+	})
+	c.waitAll(t, 10010, 30*time.Second)
+	start := time.Now()
+	appendEvents(t, s, "queue-a", 1, 1)
+	c.waitAll(t, 10011, 20*time.Second)
+	c.mu.Lock()
+	d := c.received[10011].Sub(start)
+	c.mu.Unlock()
+	if d >= 150*time.Millisecond {
+		t.Errorf("the first event after a caught-up backlog left after %s, want about the 1 ms Linger: the log grew by 1 event, not 1,000/s", d)
 	}
 }

@@ -85,8 +85,8 @@ type Config struct {
 	// negative: none (and no pacing either).
 	Linger time.Duration
 	// BusyRate and BusyInterval pace the relay under load: while the log
-	// grows by at least BusyRate events a second (measured over 100 ms or
-	// more), the relay starts a read
+	// grows by at least BusyRate events a second (its durable head,
+	// measured over 100 ms or more), the relay starts a read
 	// at most every BusyInterval (lingering longer than Linger when a pack
 	// was handled sooner), so each pack's fixed cost (a read transaction,
 	// an offset write, a bus message, a read-model transaction: about a
@@ -390,9 +390,7 @@ func (r *Relay) runSubscription(ctx context.Context, wake <-chan struct{}, retry
 			if rewindTo >= 0 {
 				return rewindTo, nil
 			}
-			if first, last, err := PackRange(msg); err == nil {
-				r.pacer.packed(last-first+1, time.Now())
-			}
+			r.pacer.packed(r.store.Head(), time.Now())
 			if !r.full(msg) {
 				bm.CaughtUp()
 			}
@@ -442,38 +440,38 @@ func (r *Relay) publish(ctx context.Context, msg *message.Message) (rewindTo int
 	return -1, nil
 }
 
-// readPacer decides the relay's linger from the log's rate, measured on
-// the packs the relay is handed over windows of at least rateWindow (see
-// Config.BusyRate). The relay's goroutine reports packs; the subscriber's
-// asks for the linger.
+// readPacer decides the relay's linger from the log's rate: how fast its
+// durable head moves, measured over windows of at least rateWindow (see
+// Config.BusyRate). The head, not the packs the relay is handed: while the
+// relay catches up, its packs come faster than the log grows. The relay's
+// goroutine reports packs; the subscriber's asks for the linger.
 type readPacer struct {
-	mu        sync.Mutex
-	last      time.Time // when the last pack came to the relay
-	winStart  time.Time // start of the window being measured; zero: none
-	winEvents int64     // events of the packs since winStart
-	rate      float64   // events/s over the last complete window; 0 unknown
+	mu       sync.Mutex
+	last     time.Time // when the last pack came to the relay
+	winStart time.Time // start of the window being measured; zero: none
+	winHead  int64     // the log's head at winStart
+	rate     float64   // events/s over the last complete window; 0 unknown
 }
 
-// rateWindow is the shortest span the log's rate is measured over: one
-// pack's size over the time since the one before is too noisy (a slow
-// fsync hands over two commits' events at once), and a noisy rate would
-// pace the relay below BusyRate.
+// rateWindow is the shortest span the log's rate is measured over: the
+// head read at two packs in a row is too noisy (a slow fsync makes two
+// commits durable at once), and a noisy rate would pace the relay below
+// BusyRate.
 const rateWindow = 100 * time.Millisecond
 
-// packed records a pack of n events handed to the relay at at.
-func (p *readPacer) packed(n int64, at time.Time) {
+// packed records that a pack was handed to the relay at at, when the log's
+// durable head was head.
+func (p *readPacer) packed(head int64, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.last = at
 	if p.winStart.IsZero() {
-		// This pack's events came before the window starts.
-		p.winStart, p.winEvents = at, 0
+		p.winStart, p.winHead = at, head
 		return
 	}
-	p.winEvents += n
 	if d := at.Sub(p.winStart); d >= rateWindow {
-		p.rate = float64(p.winEvents) / d.Seconds()
-		p.winStart, p.winEvents = at, 0
+		p.rate = float64(head-p.winHead) / d.Seconds()
+		p.winStart, p.winHead = at, head
 	}
 }
 
@@ -481,7 +479,7 @@ func (p *readPacer) packed(n int64, at time.Time) {
 func (p *readPacer) reset() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.last, p.winStart, p.winEvents, p.rate = time.Time{}, time.Time{}, 0, 0
+	p.last, p.winStart, p.winHead, p.rate = time.Time{}, time.Time{}, 0, 0
 }
 
 // linger is the pause before the next read, at now, after a commit signal.
