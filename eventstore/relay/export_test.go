@@ -45,7 +45,7 @@ func encodeJSONPack(events []eventstore.Event) (*message.Message, error) {
 // Pacer drives a readPacer for the package's external tests.
 type Pacer struct{ p readPacer }
 
-func (t *Pacer) Packed(n int64, at time.Time)                 { t.p.packed(n, at) }
+func (t *Pacer) Packed(head int64, at time.Time)              { t.p.packed(head, at) }
 func (t *Pacer) Reset()                                       { t.p.reset() }
 func (t *Pacer) Linger(c Config, now time.Time) time.Duration { return t.p.linger(c, now) }
 
