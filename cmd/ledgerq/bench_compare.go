@@ -131,8 +131,9 @@ func (s *benchSession) ratesOf(phase, target string) []float64 {
 
 // Targets of the limit handler's runs.
 const (
-	limitHTTPTarget = "limit:http+json+jwt"
-	limitSSETarget  = "limit:http+sse"
+	limitHTTPTarget    = "limit:http+json+jwt"
+	limitDurableTarget = "limit:http+sqlite"
+	limitSSETarget     = "limit:http+sse"
 )
 
 // comparePublish alternates the HTTP handler limit, fdatasync, RabbitMQ and
@@ -143,12 +144,17 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 		return nil, 0, fmt.Errorf("bench: %w", err)
 	}
 	defer stopLim()
+	durT, stopDur, err := s.startLimit(ctx, "limit-durable.log", "--durable-db", filepath.Join(s.dir, "limit-durable.db"))
+	if err != nil {
+		return nil, 0, fmt.Errorf("bench: durable limit: %w", err)
+	}
+	defer stopDur()
 	rabbitErr := peerReachable(s.cfg.rabbitURL)
 	if rabbitErr != nil {
 		s.logf("RabbitMQ skipped: %v", rabbitErr)
 	}
-	var httpL, httpP99, syncs, rabbit, pub, pubP99 []float64
-	var pubErrs, rabbitErrs int64
+	var httpL, httpP99, syncs, rabbit, durable, pub, pubP99 []float64
+	var pubErrs, rabbitErrs, durableErrs int64
 	for range s.cfg.runs {
 		l := s.publishRun(ctx, limT, limitHTTPTarget, queues)
 		httpL, httpP99 = append(httpL, l.Rate), append(httpP99, l.P99)
@@ -174,6 +180,10 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 			}
 		}
 
+		s.settle(ctx)
+		d := s.publishRun(ctx, durT, limitDurableTarget, queues)
+		durable, durableErrs = append(durable, d.Rate), durableErrs+d.Errors
+
 		p := s.publishRun(ctx, s.lq, "ledgerq", queues)
 		pub, pubP99, pubErrs = append(pub, p.Rate), append(pubP99, p.P99), pubErrs+p.Errors
 		if ctx.Err() != nil {
@@ -192,6 +202,12 @@ func (s *benchSession) comparePublish(ctx context.Context, queues []string) ([]b
 		{Name: "Single publish vs RabbitMQ, " + conns + " publishers", Anchor: "RabbitMQ: durable queue, persistent, confirms",
 			Limit: rabbit, LimitUnit: "msg/s", Ledgerq: pub, Unit: "msg/s", Op: ">=", Target: 1, Errors: pubErrs + rabbitErrs},
 	}
+	durableRow := benchRow{Name: "Durable single publish against the least durable work",
+		Anchor: "L-durable: the L handler, also committing each message's row to the same schema (group commit, fsync) before its 201",
+		Limit:  durable, LimitUnit: "msg/s", Ledgerq: pub, Unit: "msg/s", Errors: pubErrs + durableErrs}
+	durableRow.Note = joinNotes(durableNeed(durable, httpL, rows[0].Target),
+		cpuNote(s.runs, "publish", "message", cpuSide{"L-durable", limitDurableTarget}, cpuSide{"ledgerq", "ledgerq"}))
+	rows = append(rows, durableRow)
 	if rabbitErr != nil {
 		rows[3].Skip = "RabbitMQ not reachable (" + rabbitErr.Error() + ")"
 	}
@@ -509,8 +525,8 @@ func (s *benchSession) sseRun(ctx context.Context, t *benchTarget, cfg benchSSEC
 // startLimit starts a fresh limit handler process (its log in logName) and
 // returns a target for it whose runs report its CPU, and the function that
 // stops both.
-func (s *benchSession) startLimit(ctx context.Context, logName string) (*benchTarget, func(), error) {
-	lim, err := startLimitHTTP(ctx, s.exe, s.secret, filepath.Join(s.dir, logName))
+func (s *benchSession) startLimit(ctx context.Context, logName string, extra ...string) (*benchTarget, func(), error) {
+	lim, err := startLimitHTTP(ctx, s.exe, s.secret, filepath.Join(s.dir, logName), extra...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -812,4 +828,19 @@ func (s *benchSession) rebuildRow(ctx context.Context, head int64, scan []float6
 			"writes every read model, runs at %.2f × that.", runsText(scan, "events/s"), run.Rate/mean(scan))
 	}
 	return row
+}
+
+// durableNeed compares the durable limit with the HTTP limit: where it
+// reaches less than target × L, no durable publish built from these parts
+// can pass the first row on this machine.
+func durableNeed(durable, httpL []float64, target float64) string {
+	d, l := mean(durable), mean(httpL)
+	if d <= 0 || l <= 0 {
+		return ""
+	}
+	verdict := "so the first row's goal is within reach of a durable publish here; ledgerq's own work (its command model, relay, read model, metrics and access log) is the rest"
+	if d/l < target {
+		verdict = "below the first row's goal: no publish that answers after its commit is synced reaches it on this machine with these parts"
+	}
+	return fmt.Sprintf("L-durable reached %.2f × L (%s / %s) in this run, %s.", d/l, human(d)+" msg/s", human(l)+" req/s", verdict)
 }

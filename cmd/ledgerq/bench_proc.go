@@ -124,13 +124,15 @@ func startBenchServer(ctx context.Context, exe, dataDir, secret, logPath string,
 	return c, time.Since(start), nil
 }
 
-// startLimitHTTP runs this binary's hidden `bench limit-http` on a free port.
-func startLimitHTTP(ctx context.Context, exe, secret, logPath string) (*benchChild, error) {
+// startLimitHTTP runs this binary's hidden `bench limit-http` on a free port,
+// with extra flags (--durable-db for the durable limit).
+func startLimitHTTP(ctx context.Context, exe, secret, logPath string, extra ...string) (*benchChild, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	c, err := startBenchChild("limit handler", exe, []string{"bench", "limit-http", "--addr", addr}, childEnv("LEDGERQ_JWT_SECRET="+secret), logPath)
+	args := append([]string{"bench", "limit-http", "--addr", addr}, extra...)
+	c, err := startBenchChild("limit handler", exe, args, childEnv("LEDGERQ_JWT_SECRET="+secret), logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +276,7 @@ func startBenchRedis(ctx context.Context, dir string) (*benchChild, error) {
 func runLimitHTTP(ctx context.Context, args []string, env envFunc, stderr io.Writer) error {
 	fs := newFlagSet("bench limit-http", stderr)
 	addr := fs.String("addr", "127.0.0.1:18081", "listen address")
+	durable := fs.String("durable-db", "", "make each publish durable in a new events database at this path before answering (the durable limit)")
 	if err := parseFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -281,8 +284,16 @@ func runLimitHTTP(ctx context.Context, args []string, env envFunc, stderr io.Wri
 	if secret == "" {
 		return errors.New("bench limit-http: LEDGERQ_JWT_SECRET is not set")
 	}
-	h, err := limits.NewHTTPHandler([]byte(secret))
-	if err != nil {
+	var h http.Handler
+	var err error
+	if *durable != "" {
+		d, err := limits.NewDurableHTTPHandler([]byte(secret), *durable)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		h = d
+	} else if h, err = limits.NewHTTPHandler([]byte(secret)); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp", *addr)

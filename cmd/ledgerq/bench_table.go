@@ -306,6 +306,13 @@ const benchMethod = `## How it is measured
   renders one message.updated frame shaped like ledgerq's and hands it over a buffered channel to its queue's
   subscribers, whose handlers write what is waiting and flush. No commit, no read model, no ring to resume from.
   It runs the SSE phase once, same subscribers and rate, before ledgerq.
+- **Durable HTTP publish (limit, L-durable).** The same handler started with ` + "`--durable-db`" + `
+  (` + "`tests/bench/limits.NewDurableHTTPHandler`" + `): before its 201 it also inserts the message's
+  MessagePublished row (stream queue-NAME, version and SHA-256 chain kept in memory) into a fresh events
+  table like the raw SQLite limit's, with group commit: one writer takes every row queued while its previous
+  transaction committed, and the COMMIT syncs the WAL (synchronous=FULL). No command model, relay, read model,
+  metrics or access log: the least work that gives a durable 201. It runs between RabbitMQ and ledgerq in each
+  round of the publish rows; the row it anchors is for information.
 - **fdatasync (limit).** 4 KiB overwrites of a preallocated file in the data directory, fdatasync after each:
   the rate a store that syncs once per append could reach. Group commit should beat it several times over.
 - **Raw SQLite insert (limit).** ledgerq's events table with its UNIQUE(stream_id, version) (WAL,

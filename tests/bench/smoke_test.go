@@ -180,7 +180,7 @@ func TestBenchCompareSmoke(t *testing.T) {
 	for _, r := range rep.Runs {
 		count[r.Phase+"/"+r.Target]++
 	}
-	for _, k := range []string{"publish/limit:http+json+jwt", "publish/ledgerq", "fdatasync/limit:fdatasync", "batch/limit:sqlite-insert", "batch/ledgerq", "receive/ledgerq", "replay/limit:scan+decode", "replay/ledgerq"} {
+	for _, k := range []string{"publish/limit:http+json+jwt", "publish/limit:http+sqlite", "publish/ledgerq", "fdatasync/limit:fdatasync", "batch/limit:sqlite-insert", "batch/ledgerq", "receive/ledgerq", "replay/limit:scan+decode", "replay/ledgerq"} {
 		if count[k] != 2 {
 			t.Errorf("%d runs of %s, want 2 (--runs default)", count[k], k)
 		}
@@ -200,7 +200,7 @@ func TestBenchCompareSmoke(t *testing.T) {
 	for _, r := range rep.Runs {
 		// (Receive runs may end early when a queue runs dry, below the
 		// 10 ms resolution of /proc's CPU times.)
-		if (r.Phase == "publish" || r.Phase == "batch") && (r.Target == "ledgerq" || r.Target == "limit:http+json+jwt") {
+		if (r.Phase == "publish" || r.Phase == "batch") && (r.Target == "ledgerq" || strings.HasPrefix(r.Target, "limit:http+")) {
 			if r.Extra["server_cpu_us_per_op"] <= 0 || r.Extra["bench_cpu_us_per_op"] <= 0 {
 				t.Errorf("%s/%s: CPU per op server %v, generator %v: want both measured", r.Phase, r.Target,
 					r.Extra["server_cpu_us_per_op"], r.Extra["bench_cpu_us_per_op"])

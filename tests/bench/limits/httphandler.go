@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/oklog/ulid/v2"
 )
 
 // maxRequestBytes bounds a publish body the way ledgerq's largest allowed
@@ -42,6 +42,9 @@ type httpLimit struct {
 	parser   *jwt.Parser
 	position atomic.Int64
 	fan      fanOut
+	// store, when set, makes a publish durable before its answer and
+	// returns the message's position (NewDurableHTTPHandler).
+	store func(ctx context.Context, queue, id, body string) (int64, error)
 }
 
 // NewHTTPHandler returns the limit handler: POST /v1/queues/{queue}/messages
@@ -57,17 +60,28 @@ type httpLimit struct {
 // memory when the publish is decoded (see fanOut). POST /v1/queues answers
 // 201 and creates nothing, so that the bench's set-up runs unchanged.
 func NewHTTPHandler(secret []byte) (http.Handler, error) {
+	l, err := newHTTPLimit(secret)
+	if err != nil {
+		return nil, err
+	}
+	return l.mux(), nil
+}
+
+func newHTTPLimit(secret []byte) (*httpLimit, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("limits: empty JWT secret")
 	}
-	l := &httpLimit{
+	return &httpLimit{
 		secret: secret,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithExpirationRequired(),
 			jwt.WithLeeway(30*time.Second),
 		),
-	}
+	}, nil
+}
+
+func (l *httpLimit) mux() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/queues/{queue}/messages", l.publish)
 	mux.HandleFunc("POST /v1/queues", l.createQueue)
@@ -78,7 +92,7 @@ func NewHTTPHandler(secret []byte) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET /readyz", ok)
 	mux.HandleFunc("GET /healthz", ok)
-	return mux, nil
+	return mux
 }
 
 func (l *httpLimit) publish(w http.ResponseWriter, r *http.Request) {
@@ -97,8 +111,16 @@ func (l *httpLimit) publish(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "invalid_argument", "the body is not a valid publish request")
 		return
 	}
-	pos := l.position.Add(1)
-	id, queue := ulid.Make().String(), r.PathValue("queue")
+	id, queue := newID(), r.PathValue("queue")
+	var pos int64
+	if l.store != nil {
+		if pos, err = l.store(r.Context(), queue, id, req.Body); err != nil {
+			problem(w, http.StatusServiceUnavailable, "unavailable", "the publish was not stored")
+			return
+		}
+	} else {
+		pos = l.position.Add(1)
+	}
 	l.fan.publish(queue, pos, id, time.Now())
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Ledgerq-Position", strconv.FormatInt(pos, 10))
