@@ -107,6 +107,31 @@ func TestGroupCommitNeed(t *testing.T) {
 	}
 }
 
+// The durable limit's note says whether a durable publish can meet the
+// first two rows' goals on this machine, from its own runs against L's.
+func TestDurableNeed(t *testing.T) {
+	httpL, httpP99 := []float64{23.2e3, 22.2e3}, []float64{9.44, 10.2}
+	// 10.75k against 22.7k: 0.47 × L, p99 14 against 9.82 ms: 1.43 × L's.
+	got := durableNeed([]float64{11.0e3, 10.5e3}, []float64{14.4, 13.6}, httpL, httpP99, 0.40, 1.5)
+	if !strings.Contains(got, "reached 0.47 × L's rate") || !strings.Contains(got, "p99 of 1.43 × L's") ||
+		!strings.Contains(got, "a durable publish can meet them here") {
+		t.Errorf("within both goals: %q", got)
+	}
+	// Fast enough but a p99 above the goal: neither verdict.
+	got = durableNeed([]float64{11.0e3, 10.5e3}, []float64{20, 20}, httpL, httpP99, 0.40, 1.5)
+	if strings.Contains(got, "can meet them") || strings.Contains(got, "no publish") {
+		t.Errorf("p99 over the goal: %q", got)
+	}
+	// Below the rate goal: out of reach here.
+	got = durableNeed([]float64{8e3}, []float64{14}, httpL, httpP99, 0.40, 1.5)
+	if !strings.Contains(got, "reached 0.35 × L's rate") || !strings.Contains(got, "no publish that answers after its commit is synced reaches that goal") {
+		t.Errorf("below the rate goal: %q", got)
+	}
+	if got := durableNeed(nil, nil, httpL, httpP99, 0.40, 1.5); got != "" {
+		t.Errorf("no durable runs: %q", got)
+	}
+}
+
 func TestJetStreamNeed(t *testing.T) {
 	got := jetStreamNeed([]float64{66.4e3, 76.6e3}, []float64{146e3, 170e3})
 	if !strings.Contains(got, "reached 0.45 × JetStream's rate") {
