@@ -416,17 +416,38 @@ func (s *Store) positionAtMS(ctx context.Context, ms int64) (int64, error) {
 	if s.closed.Load() {
 		return 0, fmt.Errorf("eventstore: position at: %w", errClosed)
 	}
+	// Only up to the durable head (the file may hold commits past it). Since
+	// recorded_at never decreases with position, "the first event at or
+	// after x was recorded after ms, or there is none up to the head" holds
+	// for every x from some point on: a binary search over the primary key
+	// (~20 steps for a million events, all inside SQLite) finds the first
+	// such x, and the answer is the position before it.
 	var pos int64
-	// Up to the durable head: recorded_at never decreases with position, so
-	// the last durable event at or before ms is the answer's prefix.
-	err := s.rdb.QueryRowContext(ctx,
-		`SELECT COALESCE((SELECT position FROM events WHERE recorded_at <= ? AND position <= ? ORDER BY recorded_at DESC, position DESC LIMIT 1), 0)`,
-		ms, s.Head()).Scan(&pos)
+	err := s.rdb.QueryRowContext(ctx, positionAtQuery, s.Head(), ms).Scan(&pos)
 	if err != nil {
 		return 0, s.readErr(ctx, "position at", err)
 	}
 	return pos, nil
 }
+
+// positionAtQuery is positionAtMS's binary search (?1 the head, ?2 the
+// time in Unix milliseconds). Each step keeps [lo, hi) around the first x
+// whose first event at or after it is later than ?2 or missing.
+const positionAtQuery = `WITH RECURSIVE search(lo, hi) AS (
+	SELECT 1, ?1 + 1
+	UNION ALL
+	SELECT
+		CASE WHEN ` + positionAtAfter + ` THEN lo ELSE (lo + hi) / 2 + 1 END,
+		CASE WHEN ` + positionAtAfter + ` THEN (lo + hi) / 2 ELSE hi END
+	FROM search WHERE lo < hi
+)
+SELECT lo - 1 FROM search WHERE lo >= hi`
+
+// positionAtAfter is the test of one step at mid = (lo + hi) / 2 (SQLite
+// allows the recursive table in no subquery's FROM, so each column of the
+// step asks it: two lookups of the primary key).
+const positionAtAfter = `COALESCE((SELECT recorded_at FROM events WHERE position >= (lo + hi) / 2 AND position <= ?1
+		ORDER BY position LIMIT 1) > ?2, 1)`
 
 // floorMS and ceilMS convert t to Unix milliseconds, rounding down or up
 // (UnixMilli truncates toward zero).

@@ -233,3 +233,51 @@ func ExampleStore_Append() {
 	fmt.Println(res.LastPosition(), s.StreamVersion("queue-orders"))
 	// Output: 1 1
 }
+
+// A store written before the log searched its primary key for times kept
+// an index on recorded_at that every append paid for; opening it drops the
+// index, and time lookups give the same answers without it.
+func TestOpenDropsTheRecordedAtIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.db")
+	s := openWith(t, path, eventstore.Options{})
+	var log []eventstore.Event
+	for i := range 5 {
+		log = append(log, mustAppend(t, s, appendReq("s", eventstore.AnyVersion, newEvent("T", `{}`))).Events...)
+		if i == 2 {
+			time.Sleep(3 * time.Millisecond) // two distinct times at least
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	indexes := func() int {
+		db := rawDB(t, path)
+		defer db.Close()
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'events_recorded_at'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	db := rawDB(t, path)
+	execAll(t, db, `CREATE INDEX events_recorded_at ON events (recorded_at)`)
+	db.Close()
+	if indexes() != 1 {
+		t.Fatal("the older store's index was not created")
+	}
+	s = openWith(t, path, eventstore.Options{})
+	if n := indexes(); n != 0 {
+		t.Fatalf("%d events_recorded_at indexes after Open, want 0", n)
+	}
+	for _, e := range log {
+		want := e.Position
+		for _, later := range log[e.Position:] {
+			if later.RecordedAt.Equal(e.RecordedAt) {
+				want = later.Position
+			}
+		}
+		if got, err := s.PositionAt(testCtx(t), e.RecordedAt); err != nil || got != want {
+			t.Errorf("PositionAt(%v) = %d, %v; want %d", e.RecordedAt, got, err, want)
+		}
+	}
+}

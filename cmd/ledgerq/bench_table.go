@@ -318,8 +318,8 @@ const benchMethod = `## How it is measured
 - **Raw SQLite insert (limit).** ledgerq's events table with its UNIQUE(stream_id, version) (WAL,
   synchronous=FULL, one writer), one transaction per batch of 100 MessagePublished rows rotating over the same
   number of streams as the batch phase's queues, versions kept in memory, a SHA-256 chain computed per row,
-  payloads encoded before the clock starts. The store's two secondary indexes (type, position) and
-  (recorded_at) are left out, so the ceiling is strict.
+  payloads encoded before the clock starts. The store's secondary index on (type, position) is left
+  out, so the ceiling is strict.
 - **Redis Streams (limit).** go-redis XADD pipelined 100 at a time, then XREADGROUP COUNT 100 + XACK, on the
   private redis-server: the bus the read side rides on.
 - **Scan + decode (limit).** An ordered scan of the server's events table that decodes every row's data
