@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -143,12 +142,7 @@ func (w *durableWriter) commit(batch []*durableRow) {
 			v = w.versions[r.stream]
 		}
 		v++
-		h := sha256.New()
-		h.Write([]byte(prev))
-		h.Write([]byte(r.stream))
-		h.Write([]byte(strconv.FormatInt(v, 10)))
-		h.Write([]byte(r.data))
-		next := hex.EncodeToString(h.Sum(nil))
+		next := chainHash(prev, r.stream, v, r.data)
 		pos[i] = w.head + int64(i) + 1
 		if _, err := ins.Exec(pos[i], r.stream, v, r.data, durableMetadata, now, prev, next); err != nil {
 			_ = tx.Rollback()

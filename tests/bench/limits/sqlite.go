@@ -170,12 +170,7 @@ func insertBatch(ctx context.Context, db *sql.DB, stmt *sql.Stmt, stream string,
 	for i := 0; i < n; i++ {
 		data := payloads[(seq+i)%len(payloads)]
 		version++
-		h := sha256.New()
-		h.Write([]byte(prev))
-		h.Write([]byte(stream))
-		h.Write([]byte(strconv.FormatInt(version, 10)))
-		h.Write([]byte(data))
-		next := hex.EncodeToString(h.Sum(nil))
+		next := chainHash(prev, stream, version, data)
 		if _, err := ins.ExecContext(ctx, stream, version, data, metadata, now, prev, next); err != nil {
 			return "", fmt.Errorf("limits: insert: %w", err)
 		}
@@ -185,4 +180,16 @@ func insertBatch(ctx context.Context, db *sql.DB, stmt *sql.Stmt, stream string,
 		return "", fmt.Errorf("limits: commit: %w", err)
 	}
 	return prev, nil
+}
+
+// chainHash is the limits' stand-in for the store's hash chain: SHA-256 of
+// the previous hash, the stream, the version and the data, hex-encoded. Not
+// the store's exact encoding (docs/hash-chain.md), but the same work.
+func chainHash(prev, stream string, version int64, data string) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write([]byte(stream))
+	h.Write([]byte(strconv.FormatInt(version, 10)))
+	h.Write([]byte(data))
+	return hex.EncodeToString(h.Sum(nil))
 }
