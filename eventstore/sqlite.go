@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_type_position ON events (type, position);
 -- No index on recorded_at: it never decreases with position, so PositionAt
 -- and time-bounded scans search the primary key (read.go). The index they
--- once used cost ~6 % of the store's CPU per append (an insert and a page
+-- once used cost ~5 % of the store's CPU per append (an insert and a page
 -- per commit); stores written before keep theirs until this drops it.
 DROP INDEX IF EXISTS events_recorded_at;
 -- Facts about the file itself; see checkFormat.

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/oklog/ulid/v2"
 )
 
 // The durable limit: the HTTP + JSON + JWT handler that, before its 201,
@@ -204,6 +202,3 @@ func NewDurableHTTPHandler(secret []byte, dbPath string) (*DurableHandler, error
 	}
 	return &DurableHandler{Handler: l.mux(), w: w}, nil
 }
-
-// newID is the message id both handlers answer with.
-func newID() string { return ulid.Make().String() }

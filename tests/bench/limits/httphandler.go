@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/oklog/ulid/v2"
 )
 
 // maxRequestBytes bounds a publish body the way ledgerq's largest allowed
@@ -127,6 +128,9 @@ func (l *httpLimit) publish(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 	_ = json.NewEncoder(w).Encode(publishResponse{ID: id, Queue: queue, Position: pos})
 }
+
+// newID is the message id both handlers answer with.
+func newID() string { return ulid.Make().String() }
 
 // createQueue answers like ledgerq's POST /v1/queues and keeps nothing.
 func (l *httpLimit) createQueue(w http.ResponseWriter, r *http.Request) {
