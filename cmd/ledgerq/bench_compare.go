@@ -831,9 +831,10 @@ func (s *benchSession) rebuildRow(ctx context.Context, head int64, scan []float6
 }
 
 // durableNeed sets the durable limit beside the HTTP limit and the first
-// two rows' goals: where it stays below them, no publish that answers after
-// its commit is synced reaches them on this machine with these parts; where
-// it passes them, what ledgerq adds is what keeps it from them.
+// two rows' goals: where it stays below them, the least durable work does
+// not reach them on this machine (a cleverer store might, by overlapping its
+// commits with its syncs as ledgerq's does); where it passes them, what
+// ledgerq adds is what keeps it from them.
 func durableNeed(durable, durableP99, httpL, httpP99 []float64, rateGoal, p99Goal float64) string {
 	d, l := mean(durable), mean(httpL)
 	if d <= 0 || l <= 0 {
@@ -847,7 +848,7 @@ func durableNeed(durable, durableP99, httpL, httpP99 []float64, rateGoal, p99Goa
 		}
 	}
 	if d/l < rateGoal {
-		return note + fmt.Sprintf(" in this run, below the first row's %.2f: no publish that answers after its commit is synced reaches that goal on this machine with these parts.", rateGoal)
+		return note + fmt.Sprintf(" in this run, below the first row's %.2f: on this machine the least work that answers after its commit is synced does not reach that goal.", rateGoal)
 	}
 	return note + " in this run."
 }
