@@ -192,6 +192,13 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
 	gogc := tuneGC(gcCtx, env)
+	slack, slackWarning, err := timerSlack(env)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if slackWarning != "" {
+		log.Warn(slackWarning)
+	}
 	if err := os.MkdirAll(cfg.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -259,7 +266,7 @@ func runServe(ctx context.Context, args []string, env envFunc, stdout, stderr io
 	}
 	log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "url": scheme + "://" + ln.Addr().String(), "role": cfg.role,
 		"data": cfg.data, "bus": busName(cfg.redisURL), "head": n.head(), "gomaxprocs": procs, "gogc": gogc,
-		"commit_delay": cfg.commitDelay.String()}).Info("listening")
+		"timer_slack": slack, "commit_delay": cfg.commitDelay.String()}).Info("listening")
 
 	select {
 	case <-ctx.Done():

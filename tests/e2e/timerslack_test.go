@@ -1,0 +1,79 @@
+//go:build linux
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ledgerq/ledgerq/tests/harness"
+)
+
+// processTimerSlack reads the timer slack of a process's first thread, the
+// one the binary's constructor sets before the Go runtime starts the others
+// (they inherit it).
+func processTimerSlack(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", pid))
+	if err != nil {
+		t.Fatalf("timer slack of the server: %v", err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatalf("timer slack of the server: %q: %v", b, err)
+	}
+	return ns
+}
+
+// TestServeRunsWithTimerSlack starts the binary as an operator would and
+// checks the timer slack its threads run with: 1 ms by default,
+// LEDGERQ_TIMER_SLACK's value when set, the inherited one with "off", and
+// the start-up log says which. A value it cannot use stops the start with a
+// message naming the variable.
+func TestServeRunsWithTimerSlack(t *testing.T) {
+	own, err := os.ReadFile("/proc/self/timerslack_ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited, _ := strconv.ParseInt(strings.TrimSpace(string(own)), 10, 64)
+	for _, tc := range []struct {
+		env     string
+		wantNS  int64
+		wantLog string
+	}{
+		{"", 1_000_000, "1ms"},
+		{"200us", 200_000, "200µs"},
+		{"off", inherited, time.Duration(inherited).String()},
+	} {
+		t.Run("LEDGERQ_TIMER_SLACK="+tc.env, func(t *testing.T) {
+			s := harness.Start(t, harness.Options{Env: []string{"LEDGERQ_TIMER_SLACK=" + tc.env}})
+			if got := processTimerSlack(t, s.PID()); got != tc.wantNS {
+				t.Errorf("timer slack %d ns, want %d", got, tc.wantNS)
+			}
+			recs := s.LogRecords("listening")
+			if len(recs) == 0 {
+				t.Fatalf("no listening record in the logs:\n%s", s.Logs())
+			}
+			if got := recs[0]["timer_slack"]; got != tc.wantLog {
+				t.Errorf("listening record says timer_slack %v, want %q", got, tc.wantLog)
+			}
+		})
+	}
+
+	for _, bad := range []string{"2s", "1e3ns", "fast", "5ms "} {
+		cmd := exec.Command(harness.Bin(), "serve", "--addr", harness.FreeAddr(t), "--data", t.TempDir())
+		cmd.Env = append(os.Environ(), "LEDGERQ_TIMER_SLACK="+bad)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("LEDGERQ_TIMER_SLACK=%q: serve started; want it refused", bad)
+		}
+		if !strings.Contains(string(out), "LEDGERQ_TIMER_SLACK") {
+			t.Errorf("LEDGERQ_TIMER_SLACK=%q: the error does not name the variable:\n%s", bad, out)
+		}
+	}
+}
