@@ -8,9 +8,10 @@ package main
 #include <string.h>
 #include <sys/prctl.h>
 
-// ledgerq_slack_ns parses LEDGERQ_TIMER_SLACK's value as timerslack.go's
-// parseTimerSlack does (a number in ns, us, µs or ms); 0 for anything else,
-// which Go then reports.
+// ledgerq_slack_ns reads LEDGERQ_TIMER_SLACK's value: a number and a unit
+// of ns, us, µs or ms, as timerslack.go's parseTimerSlack; 0 for anything
+// else. strtod takes a little more than Go (an exponent, hex, leading
+// spaces), but whatever parseTimerSlack refuses stops the start anyway.
 static unsigned long ledgerq_slack_ns(const char *v) {
 	char *end;
 	double n = strtod(v, &end);
@@ -31,7 +32,7 @@ static unsigned long ledgerq_slack_ns(const char *v) {
 // Go code could no longer reach. Only "ledgerq serve" gets it (argv[1]);
 // the bench, which paces requests with its timers, keeps the default.
 static void __attribute__((constructor)) ledgerq_timer_slack(void) {
-	char args[64];
+	char args[4096]; // argv[0] may be a long path: read up to PATH_MAX
 	FILE *f = fopen("/proc/self/cmdline", "r");
 	if (f == NULL) return;
 	size_t n = fread(args, 1, sizeof args - 1, f);

@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -64,6 +66,43 @@ func TestServeRunsWithTimerSlack(t *testing.T) {
 			}
 		})
 	}
+
+	// The constructor finds "serve" after argv[0], whatever its length: a
+	// binary installed under a long path gets the slack too.
+	t.Run("long argv[0]", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), strings.Repeat("a-long-directory-name/", 8))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, "ledgerq")
+		data, err := os.ReadFile(harness.Bin())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		addr := harness.FreeAddr(t)
+		cmd := exec.Command(bin, "serve", "--addr", addr, "--data", t.TempDir())
+		cmd.Env = append(os.Environ(), "LEDGERQ_JWT_SECRET=timerslack-test-secret-0123456789abcdef")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			resp, err := http.Get("http://" + addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("serve from %s did not answer /healthz: %v", bin, err)
+			}
+		}
+		if got := processTimerSlack(t, cmd.Process.Pid); got != 1_000_000 {
+			t.Errorf("timer slack %d ns with argv[0] %d bytes long, want 1000000", got, len(bin))
+		}
+	})
 
 	for _, bad := range []string{"2s", "1e3ns", "fast", "5ms "} {
 		cmd := exec.Command(harness.Bin(), "serve", "--addr", harness.FreeAddr(t), "--data", t.TempDir())
