@@ -19,9 +19,10 @@ import (
 // publishes/s, and switching in and out of them 4.8 % of the server's CPU.
 // With 1 ms, in alternating runs (docs/performance.md): 8 % less server CPU
 // per publish at that fixed rate with a lower p99; in the closed loop the
-// difference was within the machine's drift (−15 to +3 %). The price: a Go timer may fire up to 1 ms late. The commit
-// delay (1 ms) and the relay's linger (2 ms) may last up to 1 ms longer;
-// nothing in the broker needs a timer finer than that.
+// difference was within the machine's drift (−15 to +3 %). The price: a Go
+// timer may fire up to 1 ms late. The commit delay (1 ms) and the relay's
+// linger (2 ms) may last up to 1 ms longer; nothing in the broker needs a
+// timer finer than that.
 const defaultTimerSlack = time.Millisecond
 
 // maxTimerSlack bounds LEDGERQ_TIMER_SLACK: beyond it timers would be late
