@@ -70,7 +70,10 @@ func timerSlack(env envFunc) (slack, warning string, err error) {
 	}
 	got, ok := currentTimerSlack()
 	if !ok {
-		return "unsupported", "", nil
+		if want != 0 && v != "" {
+			warning = fmt.Sprintf("%s=%s is ignored: timer slack is set only on Linux", timerSlackEnv, v)
+		}
+		return "unsupported", warning, nil
 	}
 	if v != "" && want != 0 && got != want {
 		warning = fmt.Sprintf("%s=%s is not in force (the timer slack is %v): it applies only when the program starts as \"ledgerq serve\" on Linux", timerSlackEnv, v, got)
