@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/ledgerq/ledgerq/eventstore/walbuf"
 )
 
 // schema is the log table (fixed: the watermill-sql adapter in
@@ -134,6 +136,11 @@ func openWriter(path string, busy time.Duration) (*sql.DB, error) {
 	// database/sql already serialises use of a connection; SQLite's own
 	// per-connection mutex would only add overhead.
 	q.Set("_mutex", "no")
+	// Its WAL writes are gathered into one write per commit (walbuf).
+	if err := walbuf.Register(); err != nil {
+		return nil, err
+	}
+	q.Set("vfs", walbuf.Name)
 	// One writer connection: SQLite has a single write lock anyway, and the
 	// in-memory stream heads are only correct if every write goes through
 	// the writer goroutine.

@@ -12,6 +12,7 @@ import (
 	"github.com/mattn/go-sqlite3"
 
 	"github.com/ledgerq/ledgerq/eventstore"
+	"github.com/ledgerq/ledgerq/eventstore/walbuf"
 )
 
 // schemaVersion is the read-model layout. Read models are disposable, so a
@@ -57,6 +58,11 @@ func openDBs(path string, readConns int) (w, r, ck *sql.DB, err error) {
 	wp.Set("_synchronous", "NORMAL")
 	wp.Set("_busy_timeout", "5000")
 	wp.Set("_txlock", "immediate")
+	// Its WAL writes are gathered into one write per commit (walbuf).
+	if err := walbuf.Register(); err != nil {
+		return nil, nil, nil, err
+	}
+	wp.Set("vfs", walbuf.Name)
 	// A 16 MiB page cache: the projections insert at the right edges of the
 	// tables and indexes (positions and ULIDs grow) and update rows near the
 	// oldest unacked message, so their pages stay few. 64 MiB was no faster
