@@ -28,8 +28,18 @@ import (
 // (4 MiB × GOGC/100), with a floor a broker can afford.
 const gcHeadroom = 64 << 20
 
-// gcMaxPercent caps the ratio for a nearly empty heap (1 MiB live).
-const gcMaxPercent = 100 * gcHeadroom / (1 << 20)
+// goMinHeap is the Go runtime's smallest heap goal at GOGC=100. It scales
+// with GOGC (the goal is never below goMinHeap × GOGC/100), and a process's
+// first collection comes there, before anything was measured.
+const goMinHeap = 4 << 20
+
+// gcMaxPercent caps the ratio for a heap of at most goMinHeap live, and sets
+// it at start-up, when nothing was measured yet: the runtime's minimum goal
+// then lies at goMinHeap + gcHeadroom. A cap of 6,400 (64 MiB over 1 MiB
+// live) raised that minimum to 256 MiB: a fresh server's first collection
+// waited for four times the headroom in new memory, every page of it a page
+// fault, during its first seconds under load.
+const gcMaxPercent = 100 * (goMinHeap + gcHeadroom) / goMinHeap
 
 // gcTuneEvery is how often the tuner looks for a finished collection.
 const gcTuneEvery = 250 * time.Millisecond

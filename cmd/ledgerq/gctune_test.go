@@ -14,8 +14,10 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, gcMaxPercent},
-		{mib / 2, gcMaxPercent},           // capped
+		{0, 1700},                         // at start-up: a first goal of 68 MiB
+		{mib / 2, 1700},                   // capped
+		{4 * mib, 1600},                   // 4 MiB live + 64 MiB garbage
+		{8 * mib, 800},                    // 8 MiB live + 64 MiB garbage
 		{16 * mib, 400},                   // 16 MiB live + 64 MiB garbage
 		{20 * mib, 320},                   // the bench's idle-sized heap
 		{30 * mib, 214},                   // rounded up: never less headroom than 64 MiB
@@ -29,10 +31,16 @@ func TestGCPercentFor(t *testing.T) {
 		if got != c.want {
 			t.Errorf("gcPercentFor(%d) = %d, want %d", c.live, got, c.want)
 		}
-		// The headroom is at least 64 MiB and, above it, no more than live.
-		headroom := c.live * uint64(got) / 100
-		if c.live >= mib && headroom < gcHeadroom {
-			t.Errorf("live %d: GOGC %d leaves %d B of headroom, want ≥ 64 MiB", c.live, got, headroom)
+		// The next collection's goal, with the runtime's minimum that
+		// scales with GOGC: at least 64 MiB of headroom, and for a small
+		// heap not much more (the first collection of a fresh server
+		// comes at the minimum).
+		goal := max(c.live*uint64(100+got)/100, goMinHeap*uint64(got)/100)
+		if goal-c.live < gcHeadroom {
+			t.Errorf("live %d: GOGC %d leaves %d B of headroom, want ≥ 64 MiB", c.live, got, goal-c.live)
+		}
+		if c.live < gcHeadroom && goal > c.live+gcHeadroom+goMinHeap {
+			t.Errorf("live %d: GOGC %d lets the heap reach %d B, want at most %d", c.live, got, goal, c.live+gcHeadroom+goMinHeap)
 		}
 		if c.live > gcHeadroom && got != 100 {
 			t.Errorf("live %d above the floor: GOGC %d, want 100", c.live, got)
