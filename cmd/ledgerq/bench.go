@@ -545,7 +545,7 @@ func (s *benchSession) scenarios(ctx context.Context, stdout io.Writer) error {
 				return err
 			}
 			s.settle(ctx)
-			run, err := benchReadSide(ctx, s.lq, s.bodies, benchNames("bench-rs-", q), rate, s.cfg.readsideDur, s.cfg.maxInflight)
+			run, err := benchReadSide(ctx, s.lq, s.bodies, benchNames("bench-rs-", q), rate, s.cfg.warmup, s.cfg.readsideDur, s.cfg.maxInflight)
 			if err != nil {
 				return fmt.Errorf("bench: read side: %w", err)
 			}

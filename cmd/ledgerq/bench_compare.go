@@ -644,7 +644,7 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 		limitNote += " Measured on the server at --url, with whatever bus it was started with."
 		redisLimit()
 	}
-	run, err := benchReadSide(ctx, target, s.bodies, benchNames("bench-rs-", s.cfg.queues), rate, s.cfg.readsideDur, s.cfg.maxInflight)
+	run, err := benchReadSide(ctx, target, s.bodies, benchNames("bench-rs-", s.cfg.queues), rate, s.cfg.warmup, s.cfg.readsideDur, s.cfg.maxInflight)
 	if err != nil {
 		return skip(err.Error())
 	}
@@ -659,8 +659,8 @@ func (s *benchSession) readSideRows(ctx context.Context, rate float64) []benchRo
 	errs := run.Errors + int64(run.Extra["load_errors"])
 	lat.Ledgerq, lat.Errors = []float64{run.P99}, errs
 	growth.Ledgerq, growth.Errors = []float64{run.Extra["lag_growth_ms"]}, errs
-	lat.Note = fmt.Sprintf("%d probes: p50 %s, p99.9 %s; background load %s msg/s offered, %s achieved (p99 %s).%s",
-		run.Ops, msText(run.P50), msText(run.P999), human(run.Extra["load_offered_rate"]), human(run.Extra["load_rate"]),
+	lat.Note = fmt.Sprintf("The load ran for %s unmeasured first (every phase's warm-up); then %d probes: p50 %s, p99.9 %s; background load %s msg/s offered, %s achieved (p99 %s).%s",
+		s.cfg.warmup, run.Ops, msText(run.P50), msText(run.P999), human(run.Extra["load_offered_rate"]), human(run.Extra["load_rate"]),
 		msText(run.Extra["load_p99_ms"]), readSideCPUNote(run, s.runs)+serverHistNote(run)+limitNote)
 	growth.Note = fmt.Sprintf("first quarter median %s, last quarter median %s.",
 		msText(run.Extra["lag_first_quarter_median_ms"]), msText(run.Extra["lag_last_quarter_median_ms"]))

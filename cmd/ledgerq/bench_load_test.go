@@ -205,7 +205,7 @@ func TestBenchSSEFanOut(t *testing.T) {
 func TestBenchReadSide(t *testing.T) {
 	_, srv := newFakeLedgerq(t, "tok")
 	tg := newBenchTarget(srv.URL, "tok", 8)
-	run, err := benchReadSide(context.Background(), tg, newBenchBodies(50, 1, 1), []string{"a", "b"}, 100, 400*time.Millisecond, 8)
+	run, err := benchReadSide(context.Background(), tg, newBenchBodies(50, 1, 1), []string{"a", "b"}, 100, 0, 400*time.Millisecond, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +222,26 @@ func TestBenchReadSide(t *testing.T) {
 	}
 	if _, ok := run.Extra[extraMachineIdle]; runtime.GOOS == "linux" && !ok {
 		t.Errorf("no machine idle share in %v", run.Extra)
+	}
+}
+
+// The read side warms up like every other phase: the load runs for the
+// warm-up first, and neither its publishes nor any probe taken then count.
+func TestBenchReadSideWarmsUp(t *testing.T) {
+	_, srv := newFakeLedgerq(t, "tok")
+	tg := newBenchTarget(srv.URL, "tok", 8)
+	const warmup, d = 400 * time.Millisecond, 400 * time.Millisecond
+	run, err := benchReadSide(context.Background(), tg, newBenchBodies(50, 1, 1), []string{"a", "b"}, 100, warmup, d, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A probe every 10 ms at most: ~40 in the measured 400 ms, ~80 if the
+	// warm-up's were counted.
+	if run.Errors != 0 || run.Ops < 5 || run.Ops > 45 {
+		t.Fatalf("%d probes (errors %d), want those of the measured %s only", run.Ops, run.Errors, d)
+	}
+	if run.Extra["load_rate"] != 100 {
+		t.Fatalf("background load %v msg/s over the measured time, want the offered 100", run.Extra["load_rate"])
 	}
 }
 

@@ -306,22 +306,23 @@ func benchSSE(ctx context.Context, t *benchTarget, bodies benchBodies, cfg bench
 // it with X-Ledgerq-Min-Position: each sample is the time from the
 // publish's 201 to the query's answer, which the server holds until the
 // read model has applied that position. It also reports whether that lag
-// grew: the median of the last quarter of samples against the first.
-func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queues []string, rate float64, d time.Duration, maxInflight int) (benchRun, error) {
+// grew: the median of the last quarter of samples against the first. The
+// load runs for warmup first, unmeasured, as in every other phase: probes,
+// the server's histograms and the CPU window start after it.
+func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queues []string, rate float64, warmup, d time.Duration, maxInflight int) (benchRun, error) {
 	run := benchRun{Phase: "read-side", Target: "ledgerq", Unit: "probes/s"}
 	const probeQueue = "bench-probe"
 	if err := t.ensureQueues(ctx, append([]string{probeQueue}, queues...)); err != nil {
 		return run, err
 	}
-	histBefore, histErr := t.histograms(ctx, readSideHists...)
 	// CPU over the phase, per background publish: the server's, the
 	// bench's (load and probes), and the machine's idle share. A tail
 	// measured with no core to spare is the machine's, not one stage's.
-	cpu := startCPUWindow(t.cpuProbe(), 0)
+	cpu := startCPUWindow(t.cpuProbe(), warmup)
 	loadDone := make(chan benchRun, 1)
 	go func() {
 		var next atomic.Int64
-		loadDone <- benchFixedRate(ctx, benchPhase{Phase: "read-side-load", Target: "ledgerq", Unit: "msg/s", Duration: d}, rate, maxInflight,
+		loadDone <- benchFixedRate(ctx, benchPhase{Phase: "read-side-load", Target: "ledgerq", Unit: "msg/s", Warmup: warmup, Duration: d}, rate, maxInflight,
 			func(ctx context.Context, _ int, _ time.Time) (int, error) {
 				var buf bytes.Buffer
 				_, err := t.publish(ctx, queues[next.Add(1)%int64(len(queues))], bodies.single, &buf)
@@ -332,6 +333,10 @@ func benchReadSide(ctx context.Context, t *benchTarget, bodies benchBodies, queu
 		at  time.Time
 		lag time.Duration
 	}
+	if err := sleepCtx(ctx, warmup); err != nil {
+		return run, err
+	}
+	histBefore, histErr := t.histograms(ctx, readSideHists...)
 	var samples []sample
 	var buf bytes.Buffer
 	var load benchRun
