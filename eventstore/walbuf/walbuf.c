@@ -22,7 +22,6 @@ typedef struct walbuf_file {
 	lq_int64 off;
 	lq_int64 commit_end; // >0: flush once the held bytes reach this offset
 	int page_size;       // from the WAL header; 0 while unknown (nothing is held)
-	int wal;             // a WAL file: the wrapper is in use
 	lq_file *real;       // the base VFS's file, right after this struct
 } walbuf_file;
 
@@ -248,7 +247,6 @@ static int wb_open(lq_vfs *vfs, const char *name, lq_file *pf, int flags, int *o
 		return LQ_NOMEM;
 	}
 	f->cap = walbuf_cap;
-	f->wal = 1;
 	unsigned char h[32];
 	lq_int64 size = 0;
 	if (f->real->pMethods->xFileSize(f->real, &size) == LQ_OK && size >= 32 &&
