@@ -169,6 +169,10 @@ type server struct {
 	probe     *mux.Router
 	allowed   map[string][]string // path template → methods
 	router    *mux.Router
+	// stopped is cancelled when deps.Done closes (never without one), so
+	// that an SSE stream can have its subscription ended by context.AfterFunc
+	// instead of waiting on Done itself.
+	stopped context.Context
 }
 
 // NewServer builds the whole HTTP surface of ledgerq over deps.
@@ -195,6 +199,12 @@ func NewServer(deps Deps) (http.Handler, error) {
 		return nil, err
 	}
 	s.limiter = lim
+	s.stopped = context.Background()
+	if deps.Done != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-deps.Done; cancel() }()
+		s.stopped = ctx
+	}
 	s.router = s.buildRouter()
 	// The outer layers see every request, matched or not: the request id
 	// first so that everything after can log it, then the access log and
