@@ -93,7 +93,8 @@ type SSEConfig struct {
 	// Default DefaultHeartbeat.
 	Heartbeat time.Duration
 	// WriteTimeout bounds each write to a stream; a client that does not
-	// read for that long is disconnected. Default DefaultStreamWriteTime.
+	// read for that long is disconnected (a write gets between half of it
+	// and all of it). Default DefaultStreamWriteTime.
 	WriteTimeout time.Duration
 	// MaxStreamsPerSubject caps the streams one token subject may hold
 	// open; one more answers 429. Default DefaultMaxStreams.
